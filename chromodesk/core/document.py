@@ -1,0 +1,229 @@
+"""The document: boxes, per-chromosome records and the cell they belong to.
+
+This is the only mutable state of an analysis. Views (GUI, CLI) observe it through
+``Karyotype.subscribe``; they never keep their own copies of labels or boxes.
+Coordinates are image pixels, 0-based, with ``xmax``/``ymax`` exclusive (numpy
+slicing); ``core.voc`` is the one place that converts from VOC's 1-based boxes.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from typing import Callable, Iterator
+
+from .labels import CLASSES
+
+
+@dataclass(frozen=True)
+class Box:
+    xmin: int
+    ymin: int
+    xmax: int
+    ymax: int
+
+    @property
+    def width(self) -> int:
+        return self.xmax - self.xmin
+
+    @property
+    def height(self) -> int:
+        return self.ymax - self.ymin
+
+    @property
+    def area(self) -> int:
+        return max(0, self.width) * max(0, self.height)
+
+    def is_empty(self) -> bool:
+        return self.width <= 0 or self.height <= 0
+
+    def clipped(self, width: int, height: int) -> "Box":
+        return Box(
+            min(max(self.xmin, 0), width),
+            min(max(self.ymin, 0), height),
+            min(max(self.xmax, 0), width),
+            min(max(self.ymax, 0), height),
+        )
+
+    def iou(self, other: "Box") -> float:
+        ix = max(0, min(self.xmax, other.xmax) - max(self.xmin, other.xmin))
+        iy = max(0, min(self.ymax, other.ymax) - max(self.ymin, other.ymin))
+        inter = ix * iy
+        union = self.area + other.area - inter
+        return inter / union if union > 0 else 0.0
+
+    def as_list(self) -> list[int]:
+        return [self.xmin, self.ymin, self.xmax, self.ymax]
+
+
+@dataclass
+class ChromosomeRecord:
+    id: str
+    box: Box
+    file_label: str | None = None  # label read from the annotation file (normalised)
+    file_name: str | None = None  # the raw <name> text, kept even when unknown
+    predicted: str | None = None  # independent top-1 of the classifier
+    probabilities: tuple[float, ...] | None = None  # over CLASSES, in CLASSES order
+    assigned: str | None = None  # label after cell-level joint assignment
+    final: str | None = None  # label the technician accepted or set
+    confirmed_by: str | None = None
+    confirmed_at: str | None = None  # ISO 8601, UTC
+    model_id: str | None = None
+    box_revision: int = 0  # bumped on every box change; stale results are dropped
+
+    @property
+    def unknown_name(self) -> bool:
+        """The file named this object with something that is not one of the 24 classes."""
+        return self.file_name is not None and self.file_label is None
+
+    @property
+    def confirmed(self) -> bool:
+        return self.confirmed_by is not None and self.final is not None
+
+    @property
+    def confidence(self) -> float | None:
+        if self.probabilities is None:
+            return None
+        label = self.suggested
+        return self.probabilities[CLASSES.index(label)] if label in CLASSES else max(self.probabilities)
+
+    @property
+    def suggested(self) -> str | None:
+        """What the software proposes: the cell-level assignment, else the independent guess."""
+        return self.assigned or self.predicted
+
+    @property
+    def label(self) -> str | None:
+        """The label to show and export: confirmed > suggested > as read from file."""
+        return self.final or self.suggested or self.file_label
+
+    def top_k(self, k: int = 3) -> list[tuple[str, float]]:
+        if self.probabilities is None:
+            return []
+        order = sorted(range(len(CLASSES)), key=lambda i: -self.probabilities[i])
+        return [(CLASSES[i], float(self.probabilities[i])) for i in order[:k]]
+
+
+@dataclass(frozen=True)
+class Event:
+    """What changed: ``kind`` is one of added, removed, box, prediction, label, reset."""
+
+    kind: str
+    record_id: str | None = None
+
+
+Listener = Callable[[Event], None]
+
+
+@dataclass
+class Karyotype:
+    image_path: str
+    image_sha256: str
+    width: int
+    height: int
+    records: dict[str, ChromosomeRecord] = field(default_factory=dict)
+    annotation_path: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    revision: int = 0
+    _listeners: list[Listener] = field(default_factory=list, repr=False, compare=False)
+    _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1), repr=False, compare=False)
+
+    # -- observation -------------------------------------------------------
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def _emit(self, kind: str, record_id: str | None = None) -> None:
+        self.revision += 1
+        for listener in list(self._listeners):
+            listener(Event(kind, record_id))
+
+    # -- queries -------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __iter__(self) -> Iterator[ChromosomeRecord]:
+        return iter(self.records.values())
+
+    def get(self, record_id: str) -> ChromosomeRecord:
+        return self.records[record_id]
+
+    def new_id(self) -> str:
+        while True:
+            candidate = f"c{next(self._ids):02d}"
+            if candidate not in self.records:
+                return candidate
+
+    # -- edits (each emits one event) --------------------------------------------
+    def add(self, box: Box, *, record_id: str | None = None, **fields) -> ChromosomeRecord:
+        rid = record_id or self.new_id()
+        if rid in self.records:
+            raise ValueError(f"duplicate chromosome id {rid}")
+        record = ChromosomeRecord(id=rid, box=box.clipped(self.width, self.height), **fields)
+        self.records[rid] = record
+        self._emit("added", rid)
+        return record
+
+    def remove(self, record_id: str) -> ChromosomeRecord:
+        record = self.records.pop(record_id)
+        self._emit("removed", record_id)
+        return record
+
+    def set_box(self, record_id: str, box: Box) -> None:
+        record = self.records[record_id]
+        record.box = box.clipped(self.width, self.height)
+        record.box_revision += 1
+        # a moved box is a different picture: its old prediction no longer applies
+        record.predicted = record.probabilities = record.assigned = None
+        self._emit("box", record_id)
+
+    def set_prediction(
+        self, record_id: str, probabilities, model_id: str | None, *, box_revision: int | None = None
+    ) -> bool:
+        """Store classifier output; ignored (returns False) if the box changed since the job began."""
+        record = self.records.get(record_id)
+        if record is None or (box_revision is not None and box_revision != record.box_revision):
+            return False
+        probs = tuple(float(p) for p in probabilities)
+        record.probabilities = probs
+        record.predicted = CLASSES[max(range(len(probs)), key=probs.__getitem__)]
+        record.model_id = model_id
+        self._emit("prediction", record_id)
+        return True
+
+    def set_assignments(self, assigned: dict[str, str | None]) -> None:
+        for rid, label in assigned.items():
+            if rid in self.records:
+                self.records[rid].assigned = label
+        self._emit("prediction")
+
+    def set_final(self, record_id: str, label: str | None, reviewer: str | None, when: str | None = None) -> None:
+        """Confirm ``label`` (or clear the confirmation with ``label=None``)."""
+        if label is not None and label not in CLASSES:
+            raise ValueError(f"unknown label {label!r}")
+        record = self.records[record_id]
+        record.final = label
+        record.confirmed_by = reviewer if label is not None else None
+        record.confirmed_at = (when or now_iso()) if label is not None else None
+        self._emit("label", record_id)
+
+    def restore(self, record: ChromosomeRecord) -> None:
+        """Put back a record exactly as it was (used by undo)."""
+        self.records[record.id] = replace(record)
+        self._emit("added", record.id)
+
+    # -- summaries ---------------------------------------------------------
+    def counts(self) -> dict[str, int]:
+        out = {c: 0 for c in CLASSES}
+        for r in self:
+            if r.label in out:
+                out[r.label] += 1
+        return out
+
+    def unreviewed(self) -> list[ChromosomeRecord]:
+        return [r for r in self if not r.confirmed]
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()

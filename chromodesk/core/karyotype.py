@@ -1,0 +1,144 @@
+"""Cell-level reasoning: joint label assignment, counts, numerical flags and an ISCN string.
+
+Classifying chromosomes one by one can give impossible cells (three 9s, one 10). Here
+all chromosomes of a cell are assigned together (``scipy.optimize.linear_sum_assignment``)
+to karyotype slots. Each autosome has two ordinary slots and one extra slot:
+filling an ordinary slot earns ``loss_penalty`` (so leaving one empty, a monosomy,
+costs that much) and the extra slot costs ``gain_penalty`` (a trisomy must be paid for
+by the evidence). The sex chromosomes are fixed per hypothesis (XX, XY, then X, XXY,
+XYY, XXX at ``sex_penalty``) and the cheapest hypothesis wins. So a real +21 or 45,X
+survives when the classifier's evidence for it is strong, while a single uncertain
+chromosome is pulled back to the normal count. Confirmed labels are hard constraints.
+Penalties are in nats (natural-log probability units) and are calibrated on development
+cells by ``training.evaluate``; the defaults below come from that calibration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from .labels import AUTOSOMES, CLASS_INDEX, CLASSES
+
+SEX_HYPOTHESES: dict[str, tuple[int, int]] = {  # name -> (X count, Y count)
+    "XX": (2, 0), "XY": (1, 1), "X": (1, 0), "XXY": (2, 1), "XYY": (1, 2), "XXX": (3, 0),
+}
+NORMAL_SEX = ("XX", "XY")
+_BIG = 1e6
+
+
+@dataclass(frozen=True)
+class AssignmentConfig:
+    gain_penalty: float = 4.0
+    loss_penalty: float = 4.0
+    sex_penalty: float = 4.0
+
+
+@dataclass
+class CellAnalysis:
+    assigned: list[str | None]
+    counts: dict[str, int]
+    sex: str
+    flags: list[dict] = field(default_factory=list)
+    iscn: str = ""
+    confidence: float = 0.0  # geometric mean of the assigned labels' probabilities
+
+    def to_json(self) -> dict:
+        return {"counts": self.counts, "flags": self.flags, "iscn": self.iscn, "sex_chromosomes": self.sex,
+                "cell_confidence": round(float(self.confidence), 4)}
+
+
+def _cost_matrix(logp: np.ndarray, sex: tuple[int, int], cfg: AssignmentConfig, fixed: dict[int, str]):
+    columns: list[str] = []
+    extra: list[float] = []
+    for label in AUTOSOMES:
+        columns += [label, label, label]
+        extra += [-cfg.loss_penalty, -cfg.loss_penalty, cfg.gain_penalty]
+    n_x, n_y = sex
+    columns += ["X"] * n_x + ["Y"] * n_y
+    extra += [-cfg.loss_penalty] * (n_x + n_y)  # a sex slot must be filled like an ordinary slot
+    col_class = np.array([CLASS_INDEX[c] for c in columns])
+    cost = -logp[:, col_class] + np.array(extra)[None, :]
+    for row, label in fixed.items():
+        cost[row, col_class != CLASS_INDEX[label]] = _BIG
+    return cost, columns
+
+
+def assign(probs: np.ndarray, fixed: dict[int, str] | None = None, cfg: AssignmentConfig = AssignmentConfig()):
+    """Best labels for all rows of ``probs`` (N x 24). Returns (labels, sex hypothesis, cost)."""
+    fixed = fixed or {}
+    n = len(probs)
+    if n == 0:
+        return [], "XX", 0.0
+    logp = np.log(np.clip(probs, 1e-9, 1.0))
+    best = None
+    for name, sex in SEX_HYPOTHESES.items():
+        n_slots = 3 * len(AUTOSOMES) + sum(sex)
+        if n > n_slots:
+            continue
+        fixed_x = sum(1 for v in fixed.values() if v == "X")
+        fixed_y = sum(1 for v in fixed.values() if v == "Y")
+        if fixed_x > sex[0] or fixed_y > sex[1]:
+            continue
+        cost, columns = _cost_matrix(logp, sex, cfg, fixed)
+        rows, cols = linear_sum_assignment(cost)
+        total = float(cost[rows, cols].sum()) + (0.0 if name in NORMAL_SEX else cfg.sex_penalty)
+        # unfilled sex slots were not paid: add their missing bonus so hypotheses compare fairly
+        filled = {c for c in cols if columns[c] in ("X", "Y")}
+        total += cfg.loss_penalty * (sum(sex) - len(filled))
+        if best is None or total < best[2]:
+            labels: list[str | None] = [None] * n
+            for r, c in zip(rows, cols):
+                labels[r] = columns[c]
+            best = (labels, name, total)
+    if best is None:  # more objects than any karyotype holds: fall back to independent labels
+        return [CLASSES[i] for i in probs.argmax(1)], "XX", float("nan")
+    return best
+
+
+def iscn_string(counts: dict[str, int]) -> str:
+    """ISCN 2020 notation for numerical findings, e.g. ``47,XY,+21``, ``45,X``, ``46,XX``."""
+    total = sum(counts.values())
+    sex = "X" * counts.get("X", 0) + "Y" * counts.get("Y", 0)
+    parts = [str(total), sex or "--"]
+    for label in AUTOSOMES:
+        k = counts.get(label, 0)
+        if k > 2:
+            parts += [f"+{label}"] * (k - 2)
+        elif k < 2:
+            parts += [f"-{label}"] * (2 - k)
+    return ",".join(parts)
+
+
+def cell_flags(counts: dict[str, int]) -> list[dict]:
+    flags = []
+    total = sum(counts.values())
+    for label in AUTOSOMES:
+        k = counts.get(label, 0)
+        if k != 2:
+            flags.append({"type": "gain" if k > 2 else "loss", "label": label, "count": k})
+    sex = "X" * counts.get("X", 0) + "Y" * counts.get("Y", 0)
+    if sex not in NORMAL_SEX:
+        flags.append({"type": "sex", "label": sex or "none", "count": counts.get("X", 0) + counts.get("Y", 0)})
+    if total != 46:
+        flags.append({"type": "total", "label": "total", "count": total})
+    return flags
+
+
+def analyse_cell(probs: np.ndarray, fixed: dict[int, str] | None = None,
+                 cfg: AssignmentConfig = AssignmentConfig()) -> CellAnalysis:
+    labels, sex, _ = assign(probs, fixed, cfg)
+    counts = {c: 0 for c in CLASSES}
+    for label in labels:
+        if label is not None:
+            counts[label] += 1
+    chosen = [probs[i, CLASS_INDEX[l]] for i, l in enumerate(labels) if l is not None]
+    confidence = float(np.exp(np.mean(np.log(np.clip(chosen, 1e-9, 1))))) if chosen else 0.0
+    return CellAnalysis(labels, counts, sex, cell_flags(counts), iscn_string(counts), confidence)
+
+
+def is_numerically_abnormal(flags: list[dict]) -> bool:
+    """A gained or lost chromosome, or an abnormal sex complement (the total alone is not a finding)."""
+    return any(f["type"] in ("gain", "loss", "sex") for f in flags)

@@ -1,0 +1,140 @@
+"""Pascal VOC read/write: the one place that knows VOC's 1-based inclusive pixel boxes.
+
+VOC ``xmin=1`` is the first pixel column; our boxes are 0-based with exclusive end, so
+reading subtracts 1 from xmin/ymin and keeps xmax/ymax, writing does the reverse.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET  # only for *building* XML; parsing goes through defusedxml
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import defusedxml.ElementTree as SafeET
+from defusedxml import DefusedXmlException
+
+from .atomic import atomic_write_bytes
+from .document import Box, Karyotype
+from .errors import InputError
+from .labels import denver_name, normalize_label
+
+
+@dataclass
+class VocObject:
+    name: str  # raw <name> text
+    label: str | None  # normalised class, None if the name is unknown
+    box: Box
+
+
+@dataclass
+class VocAnnotation:
+    path: str
+    filename: str | None
+    width: int | None
+    height: int | None
+    objects: list[VocObject] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _int(node, tag: str, path: Path) -> int:
+    child = node.find(tag)
+    if child is None or child.text is None or not child.text.strip():
+        raise InputError(path, f"<{tag}> missing in a <bndbox>")
+    try:
+        return int(round(float(child.text.strip())))
+    except ValueError:
+        raise InputError(path, f"<{tag}> is not a number: {child.text.strip()!r}") from None
+
+
+def read_voc(path: str | Path, image_size: tuple[int, int] | None = None) -> VocAnnotation:
+    """Parse a VOC file. ``image_size`` (width, height) clips boxes to the real image."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "annotation file not found")
+    try:
+        root = SafeET.parse(str(path)).getroot()
+    except ET.ParseError as exc:
+        line, col = getattr(exc, "position", (None, None))
+        raise InputError(path, f"malformed XML at line {line}, column {col}") from None
+    except DefusedXmlException as exc:
+        raise InputError(path, f"refused unsafe XML ({type(exc).__name__})") from None
+    if root.tag != "annotation":
+        raise InputError(path, f"not a Pascal VOC file (root element <{root.tag}>, expected <annotation>)")
+
+    size = root.find("size")
+    width = height = None
+    if size is not None and size.find("width") is not None and size.find("height") is not None:
+        width, height = _int(size, "width", path), _int(size, "height", path)
+    if image_size is not None:
+        width, height = image_size
+    ann = VocAnnotation(str(path), (root.findtext("filename") or "").strip() or None, width, height)
+
+    for index, obj in enumerate(root.iter("object"), start=1):
+        name = (obj.findtext("name") or "").strip()
+        bnd = obj.find("bndbox")
+        if bnd is None:
+            raise InputError(path, f"object {index} ({name or 'no name'}) has no <bndbox>")
+        raw = Box(_int(bnd, "xmin", path) - 1, _int(bnd, "ymin", path) - 1, _int(bnd, "xmax", path), _int(bnd, "ymax", path))
+        box = raw
+        if width is not None and height is not None:
+            box = raw.clipped(width, height)
+            if box != raw and not box.is_empty():
+                ann.warnings.append(f"{path.name}: object {index} ({name}) clipped to the image")
+        if box.is_empty():
+            ann.warnings.append(f"{path.name}: object {index} ({name or 'no name'}) has an empty box {raw.as_list()}, skipped")
+            continue
+        label = normalize_label(name)
+        if label is None:
+            ann.warnings.append(f"{path.name}: object {index} has unknown name {name!r}; kept, flagged for review")
+        ann.objects.append(VocObject(name, label, box))
+    return ann
+
+
+def find_annotation(image_path: str | Path) -> Path | None:
+    """``NAME.xml`` beside the image, or in a sibling ``annotations/`` folder."""
+    image_path = Path(image_path)
+    for candidate in (
+        image_path.with_suffix(".xml"),
+        image_path.parent / "annotations" / f"{image_path.stem}.xml",
+        image_path.parent.parent / "annotations" / f"{image_path.stem}.xml",
+    ):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def voc_bytes(doc: Karyotype, denver: bool = True) -> bytes:
+    """VOC XML of the final labels (unlabelled chromosomes keep their file name or 'unknown')."""
+    root = ET.Element("annotation")
+    ET.SubElement(root, "folder").text = Path(doc.image_path).parent.name
+    ET.SubElement(root, "filename").text = Path(doc.image_path).name
+    ET.SubElement(root, "path").text = str(doc.image_path)
+    ET.SubElement(ET.SubElement(root, "source"), "database").text = "ChromoDesk"
+    size = ET.SubElement(root, "size")
+    ET.SubElement(size, "width").text = str(doc.width)
+    ET.SubElement(size, "height").text = str(doc.height)
+    ET.SubElement(size, "depth").text = "1"
+    ET.SubElement(root, "segmented").text = "0"
+    for record in doc:
+        label = record.label
+        obj = ET.SubElement(root, "object")
+        if label is None:
+            name = record.file_name or "unknown"
+        else:
+            name = denver_name(label) if denver else label
+        ET.SubElement(obj, "name").text = name
+        ET.SubElement(obj, "pose").text = "Unspecified"
+        ET.SubElement(obj, "truncated").text = "0"
+        ET.SubElement(obj, "difficult").text = "0"
+        if record.confirmed:
+            ET.SubElement(obj, "confirmed_by").text = record.confirmed_by
+        bnd = ET.SubElement(obj, "bndbox")
+        b = record.box
+        for tag, value in (("xmin", b.xmin + 1), ("ymin", b.ymin + 1), ("xmax", b.xmax), ("ymax", b.ymax)):
+            ET.SubElement(bnd, tag).text = str(value)
+    ET.indent(root, space="   ")
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True)
+
+
+def write_voc(doc: Karyotype, path: str | Path, denver: bool = True) -> Path:
+    return atomic_write_bytes(path, voc_bytes(doc, denver))

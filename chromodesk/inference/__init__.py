@@ -1,0 +1,1 @@
+"""Torch lives here (and in training/), never Qt."""

@@ -1,0 +1,134 @@
+"""Model bundle = ``NAME.safetensors`` (weights) + ``NAME.json`` (everything needed to use them).
+
+The JSON holds: format version, model id, class order, architecture, input size,
+relative-feature names, the preprocessing config, training summary and metrics, and
+the SHA-256 of the weights file. Loading verifies the checksum, the class list and
+every tensor shape, and never unpickles anything (safetensors only).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from chromodesk.core.atomic import atomic_write_text
+from chromodesk.core.errors import InputError
+from chromodesk.core.labels import CLASSES
+from chromodesk.core.preprocess import FEATURE_NAMES, PreprocessConfig
+
+from .network import ARCHITECTURES, ChromosomeNet
+
+FORMAT_VERSION = 1
+DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "chromodesk-resnet18.json"
+
+
+@dataclass
+class BundleMeta:
+    model_id: str
+    architecture: str
+    input_size: int
+    preprocess: PreprocessConfig
+    classes: tuple[str, ...] = CLASSES
+    feature_names: tuple[str, ...] = FEATURE_NAMES
+    training: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    weights_sha256: str = ""
+    weights_file: str = ""
+
+    def to_json(self) -> dict:
+        return {
+            "format_version": FORMAT_VERSION,
+            "model_id": self.model_id,
+            "architecture": self.architecture,
+            "input_size": self.input_size,
+            "classes": list(self.classes),
+            "feature_names": list(self.feature_names),
+            "preprocess": self.preprocess.to_dict(),
+            "weights_file": self.weights_file,
+            "weights_sha256": self.weights_sha256,
+            "training": self.training,
+            "metrics": self.metrics,
+        }
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def bundle_paths(path: str | Path) -> tuple[Path, Path]:
+    """Accept either file of a bundle (or its stem); return (json, safetensors)."""
+    path = Path(path)
+    if path.suffix in (".json", ".safetensors"):
+        path = path.with_suffix("")
+    return path.with_suffix(".json"), path.with_suffix(".safetensors")
+
+
+def save_bundle(model: ChromosomeNet, meta: BundleMeta, path: str | Path) -> Path:
+    json_path, weights_path = bundle_paths(path)
+    weights_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = weights_path.with_suffix(".safetensors.tmp")
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(tmp), metadata={"model_id": meta.model_id})
+    tmp.replace(weights_path)
+    meta.weights_file = weights_path.name
+    meta.weights_sha256 = _sha256(weights_path)
+    atomic_write_text(json_path, json.dumps(meta.to_json(), indent=2))
+    return json_path
+
+
+def read_meta(path: str | Path) -> BundleMeta:
+    json_path, _ = bundle_paths(path)
+    if not json_path.is_file():
+        raise InputError(json_path, "model bundle not found")
+    try:
+        data = json.loads(json_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(json_path, f"model metadata is not valid JSON ({exc})") from None
+    try:
+        if data.get("format_version") != FORMAT_VERSION:
+            raise InputError(json_path, f"unsupported bundle format {data.get('format_version')!r}")
+        if tuple(data["classes"]) != CLASSES:
+            raise InputError(json_path, f"class list differs from ChromoDesk's 24 classes: {data['classes']}")
+        if data["architecture"] not in ARCHITECTURES:
+            raise InputError(json_path, f"unknown architecture {data['architecture']!r}")
+        return BundleMeta(
+            model_id=data["model_id"], architecture=data["architecture"], input_size=int(data["input_size"]),
+            preprocess=PreprocessConfig.from_dict(data["preprocess"]), classes=tuple(data["classes"]),
+            feature_names=tuple(data["feature_names"]), training=data.get("training", {}),
+            metrics=data.get("metrics", {}), weights_sha256=data["weights_sha256"],
+            weights_file=data.get("weights_file") or json_path.with_suffix(".safetensors").name,
+        )
+    except KeyError as exc:
+        raise InputError(json_path, f"model metadata lacks the key {exc}") from None
+
+
+def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> tuple[ChromosomeNet, BundleMeta]:
+    """Verified load. Any mismatch raises InputError naming the file."""
+    meta = read_meta(path)
+    json_path, _ = bundle_paths(path)
+    weights_path = json_path.parent / meta.weights_file
+    if not weights_path.is_file():
+        raise InputError(weights_path, "model weights file not found")
+    if _sha256(weights_path) != meta.weights_sha256:
+        raise InputError(weights_path, "checksum mismatch: the weights file is damaged or was replaced")
+    try:
+        state = load_file(str(weights_path), device="cpu")
+    except (SafetensorError, OSError) as exc:
+        raise InputError(weights_path, f"cannot read weights ({exc})") from None
+    if meta.preprocess.size != meta.input_size:
+        raise InputError(json_path, "input_size and preprocess.size disagree")
+    model = ChromosomeNet(meta.architecture, len(meta.classes), len(meta.feature_names))
+    expected = model.state_dict()
+    problems = [k for k in expected if k not in state] + [k for k in state if k not in expected]
+    problems += [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    if problems:
+        raise InputError(weights_path, f"weights do not fit {meta.architecture}: {len(problems)} tensors differ, e.g. {problems[0]}")
+    model.load_state_dict(state)
+    model.eval()
+    return model.to(device), meta

@@ -1,0 +1,121 @@
+"""The headless analysis pipeline, also the Python API for other genome-analysis software.
+
+    from chromodesk.pipeline import analyze
+    result = analyze("cell.jpg")            # boxes from cell.xml or annotations/cell.xml
+    result.to_json()["chromosomes"][0]      # {"id", "box", "label", "confidence", ...}
+
+No Qt here; torch is reached only through ``chromodesk.inference`` (imported lazily so
+that reading files and exporting work without loading torch).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from chromodesk.core.document import Box, Karyotype
+from chromodesk.core.errors import InputError
+from chromodesk.core.imaging import LoadedImage, load_gray
+from chromodesk.core.karyotype import CellAnalysis, analyse_cell
+from chromodesk.core.labels import CLASSES
+from chromodesk.core.preprocess import preprocess_cell
+from chromodesk.core.voc import find_annotation, read_voc
+
+if TYPE_CHECKING:
+    from chromodesk.inference.classifier import Classifier
+
+
+@dataclass
+class AnalysisResult:
+    doc: Karyotype
+    image: LoadedImage
+    cell: CellAnalysis | None = None
+    boxes_source: str = "annotations"  # annotations | detected
+
+    def to_json(self) -> dict:
+        chromosomes = []
+        for r in self.doc:
+            entry = {
+                "id": r.id,
+                "box": r.box.as_list(),
+                "label": r.label,
+                "confidence": round(float(r.confidence), 4) if r.confidence is not None else None,
+                "probabilities": {c: round(float(p), 4) for c, p in zip(CLASSES, r.probabilities)} if r.probabilities else {},
+                "predicted_label": r.predicted,
+                "assigned_label": r.assigned,
+                "file_label": r.file_label,
+            }
+            if r.unknown_name:
+                entry["file_name"] = r.file_name
+            chromosomes.append(entry)
+        out = {
+            "image": self.doc.image_path,
+            "annotations": self.doc.annotation_path,
+            "boxes_source": self.boxes_source,
+            "chromosomes": chromosomes,
+            "count": len(self.doc),
+            "model_id": next((r.model_id for r in self.doc if r.model_id), None),
+            "warnings": list(self.doc.warnings),
+        }
+        if self.cell is not None:
+            out.update(self.cell.to_json())
+        return out
+
+
+def open_cell(image_path: str | Path, annotations: str | Path | None = None, detect: bool = True) -> tuple[Karyotype, LoadedImage, str]:
+    """Load an image and its boxes (VOC beside it, or ``annotations``, or automatic detection)."""
+    image = load_gray(image_path)
+    doc = Karyotype(str(image_path), image.sha256, image.width, image.height, warnings=list(image.warnings))
+    xml = Path(annotations) if annotations else find_annotation(image_path)
+    source = "annotations"
+    if xml is not None:
+        ann = read_voc(xml, (image.width, image.height))
+        doc.annotation_path = str(xml)
+        doc.warnings.extend(ann.warnings)
+        for obj in ann.objects:
+            doc.add(obj.box, file_label=obj.label, file_name=obj.name)
+    elif detect:
+        from chromodesk.core.detect import detect_chromosomes
+
+        for box in detect_chromosomes(image.gray):
+            doc.add(box)
+        source = "detected"
+        doc.warnings.append(f"{Path(image_path).name}: no annotation file; {len(doc)} boxes proposed automatically")
+    if len(doc) == 0:
+        raise InputError(image_path, "no chromosomes: the annotation file has no usable boxes" if xml else
+                         "no chromosomes found (no annotation file and detection found nothing)")
+    return doc, image, source
+
+
+def classify_document(doc: Karyotype, gray: np.ndarray, classifier: "Classifier") -> CellAnalysis:
+    """Predict every record, then assign labels at the cell level (confirmed labels are fixed)."""
+    records = list(doc)
+    crops = preprocess_cell(gray, [r.box for r in records], classifier.preprocess)
+    probs = classifier.predict(crops)
+    for record, p in zip(records, probs):
+        doc.set_prediction(record.id, p, classifier.model_id)
+    return reassign(doc)
+
+
+def reassign(doc: Karyotype) -> CellAnalysis:
+    """Cell-level assignment over the current predictions; confirmed labels are constraints."""
+    records = [r for r in doc if r.probabilities is not None]
+    fixed = {i: r.final for i, r in enumerate(records) if r.confirmed}
+    probs = np.array([r.probabilities for r in records]) if records else np.zeros((0, len(CLASSES)))
+    cell = analyse_cell(probs, fixed=fixed)
+    doc.set_assignments({r.id: cell.assigned[i] for i, r in enumerate(records)})
+    return cell
+
+
+def analyze(image_path: str | Path, annotations: str | Path | None = None, classifier: "Classifier | None" = None,
+            model: str | Path | None = None, device: str = "auto", detect: bool = True) -> AnalysisResult:
+    doc, image, source = open_cell(image_path, annotations, detect)
+    if classifier is None:
+        from chromodesk.inference.classifier import Classifier
+
+        classifier = Classifier(model, device=device)
+    cell = classify_document(doc, image.gray, classifier)
+    return AnalysisResult(doc, image, cell, source)

@@ -1,0 +1,1 @@
+"""chromodesk-train: the bundled training tool (data sources, splits, models, loops, reports)."""

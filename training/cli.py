@@ -1,0 +1,191 @@
+"""``chromodesk-train``: fit, grid, evaluate. Bad input -> one line on stderr, exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from chromodesk.core.errors import InputError
+
+
+def _parse_sources(values: list[str]) -> list[tuple[Path, float]]:
+    out = []
+    for v in values:
+        path, _, weight = v.rpartition(":") if ":" in v and v.rsplit(":", 1)[1].replace(".", "", 1).isdigit() else (v, "", "")
+        out.append((Path(path), float(weight) if weight else 1.0))
+    return out
+
+
+def load_data(values: list[str], pre, quiet: bool = False):
+    from tqdm import tqdm
+
+    from .data import CropSet, load_source
+
+    parts, weights = [], {}
+    for path, weight in _parse_sources(values):
+        bar = tqdm(total=0, desc=f"preprocessing {path.name}", unit="item", disable=quiet, leave=False)
+
+        def progress(i, n, bar=bar):
+            bar.total = n
+            bar.n = i
+            bar.refresh()
+
+        parts.append(load_source(path, pre, progress=progress))
+        bar.close()
+        weights[path.name] = weight
+    return CropSet.concat(parts), weights
+
+
+def _add_train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", nargs="+", required=True, metavar="PATH[:WEIGHT]",
+                   help="VOC metaphase folders or crop folders with labels.csv; WEIGHT = sampling weight per epoch")
+    p.add_argument("--out", required=True, help="run folder (checkpoint, split, reports, bundle)")
+    p.add_argument("--arch", default="resnet18")
+    p.add_argument("--optimizer", default="adam", choices=["adam", "adamw", "sgd", "rmsprop"])
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--weight-decay", type=float, default=1e-5)
+    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--schedule", default="step", choices=["step", "cosine", "onecycle"])
+    p.add_argument("--patience", type=int, default=10)
+    p.add_argument("--label-smoothing", type=float, default=0.0)
+    p.add_argument("--input-size", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--time-budget", type=float, default=0.0, help="minutes; stop and export after this long")
+    p.add_argument("--max-train", type=int, default=0, help="cap on training crops (quick experiments)")
+    p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+
+
+def _configs(args):
+    from chromodesk.core.preprocess import PreprocessConfig
+
+    from .augment import AugmentConfig
+    from .fit import TrainConfig
+
+    pre = PreprocessConfig(size=args.input_size)
+    cfg = TrainConfig(arch=args.arch, optimizer=args.optimizer, lr=args.lr, batch_size=args.batch_size,
+                      weight_decay=args.weight_decay, epochs=args.epochs, schedule=args.schedule,
+                      patience=args.patience, label_smoothing=args.label_smoothing, seed=args.seed,
+                      threads=args.threads, time_budget_min=args.time_budget, max_train=args.max_train,
+                      augment=AugmentConfig(enabled=not args.no_augment))
+    return pre, cfg
+
+
+def cmd_fit(args) -> int:
+    from .fit import fit
+
+    pre, cfg = _configs(args)
+    data, weights = load_data(args.data, pre, args.quiet)
+    cfg.source_weights = weights
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = 0
+    if world > 1:  # launched by torchrun
+        import torch.distributed as dist
+
+        dist.init_process_group("nccl" if _cuda() else "gloo")
+        rank = dist.get_rank()
+    try:
+        metrics = fit(data, cfg, pre, args.out, resume=args.resume, rank=rank, world=world, quiet=args.quiet)
+    finally:
+        if world > 1:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+    if rank == 0:
+        _print_summary(metrics, Path(args.out))
+    return 0
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _print_summary(metrics: dict, run: Path) -> None:
+    for key, m in metrics.items():
+        if isinstance(m, dict) and "accuracy" in m:
+            print(f"{key}: {m['n_chromosomes']} chromosomes in {m['n_cells']} cells: "
+                  f"accuracy {m['accuracy']:.4f}, all-correct cells {m['cell_accuracy']:.4f}")
+    print(f"bundle: {run / 'model.json'}")
+
+
+def cmd_grid(args) -> int:
+    from .grid import run_grid
+
+    pre, cfg = _configs(args)
+    data, weights = load_data(args.data, pre, args.quiet)
+    cfg.source_weights = weights
+    rows = run_grid(data, cfg, pre, Path(args.out), optimizers=args.optimizers, lrs=args.lrs,
+                    archs=args.archs or [cfg.arch], quiet=args.quiet)
+    for row in rows:
+        print(json.dumps(row))
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .evaluate import evaluate
+
+    result = evaluate(args.model, args.data, split=args.split, split_file=args.split_file,
+                      assign=not args.no_assign, quiet=args.quiet)
+    text = json.dumps(result, indent=1)
+    if args.json:
+        from chromodesk.core.atomic import atomic_write_text
+
+        atomic_write_text(args.json, text)
+    for key in ("accuracy", "cell_accuracy", "assigned_accuracy", "assigned_cell_accuracy",
+                "abnormal_sensitivity", "abnormal_specificity"):
+        if key in result:
+            print(f"{key}: {result[key]:.4f}" if isinstance(result[key], float) else f"{key}: {result[key]}")
+    for src, m in result.get("sources", {}).items():
+        print(f"  {src}: {m['n_chromosomes']} chromosomes / {m['n_cells']} cells, accuracy {m['accuracy']:.4f}, "
+              f"cells all correct {m['cell_accuracy']:.4f}" +
+              (f"; assigned {m['assigned_accuracy']:.4f} / {m['assigned_cell_accuracy']:.4f}" if "assigned_accuracy" in m else ""))
+    print(f"n_chromosomes: {result['n_chromosomes']}, n_cells: {result['n_cells']}, seconds: {result['seconds']:.1f}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="chromodesk-train", description="Train and evaluate ChromoDesk classifiers.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("fit", help="train one model")
+    _add_train_args(p)
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.set_defaults(func=cmd_fit)
+    g = sub.add_parser("grid", help="the report's grid: optimizers x learning rates (x architectures)")
+    _add_train_args(g)
+    g.add_argument("--optimizers", nargs="+", default=["adam", "sgd", "rmsprop"])
+    g.add_argument("--lrs", nargs="+", type=float, default=[1e-4, 1e-3, 1e-2])
+    g.add_argument("--archs", nargs="+", default=None)
+    g.set_defaults(func=cmd_grid)
+    e = sub.add_parser("evaluate", help="metrics of a model bundle on any data source")
+    e.add_argument("--model", default=None, help="bundle (.json); default: the shipped model")
+    e.add_argument("--data", nargs="+", required=True)
+    e.add_argument("--split", default="test", choices=["test", "val", "train", "all"])
+    e.add_argument("--split-file", default=None, help="split.json of the training run (default: the bundle's own)")
+    e.add_argument("--no-assign", action="store_true", help="skip cell-level joint assignment")
+    e.add_argument("--json", default=None, help="write the full result here")
+    e.add_argument("--quiet", action="store_true")
+    e.set_defaults(func=cmd_evaluate)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except InputError as exc:
+        print(f"chromodesk-train: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"chromodesk-train: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("chromodesk-train: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

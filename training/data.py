@@ -1,0 +1,187 @@
+"""Training data sources, preprocessed once through ``chromodesk.core.preprocess`` and cached.
+
+Kinds of source (``--data`` takes several, ``PATH[:WEIGHT]``):
+(a) a VOC metaphase folder: ``images/`` + ``annotations/`` (also what the app exports
+    after review, so corrections become training data);
+(b) a crop folder with ``labels.csv`` (``path,label,cell[,case]``).
+Crops are cached on disk as ``.npz`` keyed by the source path, its file list and the
+preprocessing config digest, so epochs never repeat the denoising.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from chromodesk.core.errors import InputError
+from chromodesk.core.imaging import SUPPORTED_SUFFIXES, load_gray
+from chromodesk.core.labels import CLASS_INDEX, normalize_label
+from chromodesk.core.preprocess import PreprocessConfig, preprocess_cell, preprocess_crops
+from chromodesk.core.voc import find_annotation, read_voc
+
+CACHE_DIR = Path(os.environ.get("CHROMODESK_CACHE", Path.home() / ".cache" / "chromodesk"))
+
+
+@dataclass
+class CropSet:
+    """Preprocessed crops of one or more sources, one row per chromosome."""
+
+    images: np.ndarray  # uint8 N x S x S
+    features: np.ndarray  # float32 N x F
+    labels: np.ndarray  # int64 N, index into CLASSES
+    cells: np.ndarray  # str N
+    cases: np.ndarray  # str N
+    source: np.ndarray  # str N (source name, for per-source reports)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, index) -> "CropSet":
+        return CropSet(*(getattr(self, f)[index] for f in ("images", "features", "labels", "cells", "cases", "source")))
+
+    @staticmethod
+    def concat(parts: list["CropSet"]) -> "CropSet":
+        return CropSet(*(np.concatenate([getattr(p, f) for p in parts]) for f in
+                         ("images", "features", "labels", "cells", "cases", "source")))
+
+
+def source_kind(path: Path) -> str:
+    if (path / "labels.csv").is_file():
+        return "crops"
+    if (path / "images").is_dir() or any(p.suffix.lower() in SUPPORTED_SUFFIXES for p in path.glob("*")):
+        return "voc"
+    raise InputError(path, "not a data source: expected images/ + annotations/ (VOC) or labels.csv (crops)")
+
+
+def case_of_image(stem: str) -> str:
+    """Tseng 2023 naming: the case is the image name without its last digit (cell number)."""
+    return stem[:-1] if len(stem) > 1 and stem.isdigit() else stem
+
+
+def _voc_images(root: Path) -> list[Path]:
+    folder = root / "images" if (root / "images").is_dir() else root
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in SUPPORTED_SUFFIXES)
+
+
+def _one_voc_image(args) -> tuple | None:
+    image_path, cfg = args
+    xml = find_annotation(image_path)
+    if xml is None:
+        return None
+    img = load_gray(image_path)
+    ann = read_voc(xml, (img.width, img.height))
+    objs = [o for o in ann.objects if o.label is not None]
+    if not objs:
+        return None
+    crops = preprocess_cell(img.gray, [o.box for o in ann.objects], cfg)  # features relative to all objects
+    keep = [i for i, o in enumerate(ann.objects) if o.label is not None]
+    return crops.images[keep], crops.features[keep], np.array([CLASS_INDEX[o.label] for o in objs]), image_path.stem
+
+
+def _one_crop_cell(args) -> tuple:
+    root, cell, rows, cfg = args
+    pictures = [load_gray(root / r["path"]).gray for r in rows]
+    crops = preprocess_crops(pictures, cfg)
+    labels = np.array([CLASS_INDEX[normalize_label(r["label"])] for r in rows])
+    return crops.images, crops.features, labels, cell, rows[0].get("case") or cell
+
+
+def _fingerprint(root: Path, names: list[str], cfg: PreprocessConfig) -> str:
+    h = hashlib.sha256(str(root.resolve()).encode())
+    for n in names:
+        h.update(n.encode())
+    return f"{root.name}-{cfg.digest()}-{h.hexdigest()[:10]}"
+
+
+def load_source(path: str | Path, cfg: PreprocessConfig, workers: int | None = None, progress=None) -> CropSet:
+    """Preprocessed crops of one source, from the cache when it is there."""
+    root = Path(path)
+    if not root.is_dir():
+        raise InputError(root, "data source folder not found")
+    kind = source_kind(root)
+    if kind == "voc":
+        images = _voc_images(root)
+        key = _fingerprint(root, [p.name for p in images], cfg)
+    else:
+        with open(root / "labels.csv", newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        missing = {"path", "label", "cell"} - set(rows[0].keys() if rows else [])
+        if missing:
+            raise InputError(root / "labels.csv", f"missing columns: {', '.join(sorted(missing))}")
+        key = _fingerprint(root, [r["path"] + r["label"] for r in rows], cfg)
+    cache = CACHE_DIR / "crops" / f"{key}.npz"
+    if cache.is_file():
+        z = np.load(cache, allow_pickle=False)
+        return CropSet(z["images"], z["features"], z["labels"], z["cells"], z["cases"], z["source"])
+
+    workers = workers or max(1, (os.cpu_count() or 1))
+    parts = []
+    if kind == "voc":
+        jobs = [(p, cfg) for p in images]
+        fn = _one_voc_image
+    else:
+        by_cell: dict[str, list[dict]] = {}
+        for r in rows:
+            if normalize_label(r["label"]) is not None:
+                by_cell.setdefault(r["cell"], []).append(r)
+        jobs = [(root, cell, rs, cfg) for cell, rs in by_cell.items()]
+        fn = _one_crop_cell
+    with ProcessPoolExecutor(workers) as pool:
+        for i, out in enumerate(pool.map(fn, jobs, chunksize=4)):
+            if progress:
+                progress(i + 1, len(jobs))
+            if out is None:
+                continue
+            if kind == "voc":
+                imgs, feats, labels, stem = out
+                cell, case = stem, case_of_image(stem)
+            else:
+                imgs, feats, labels, cell, case = out
+            n = len(labels)
+            parts.append(CropSet(imgs, feats, labels.astype(np.int64), np.array([cell] * n), np.array([case] * n),
+                                 np.array([root.name] * n)))
+    if not parts:
+        raise InputError(root, "no labelled chromosomes found")
+    data = CropSet.concat(parts)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".tmp.npz")
+    np.savez(tmp, images=data.images, features=data.features, labels=data.labels, cells=data.cells,
+             cases=data.cases, source=data.source)
+    os.replace(tmp, cache)
+    return data
+
+
+# -- splits --------------------------------------------------------------------------
+def split_groups(groups: np.ndarray, seed: int = 0, fractions=(0.7, 0.1, 0.2)) -> dict[str, str]:
+    """Assign each case (or cell) to train/val/test: seeded, never by single chromosome."""
+    unique = np.array(sorted(set(groups.tolist())))
+    rng = np.random.default_rng(seed)
+    rng.shuffle(unique)
+    n = len(unique)
+    n_train = int(round(fractions[0] * n))
+    n_val = int(round(fractions[1] * n))
+    out = {}
+    for i, g in enumerate(unique):
+        out[str(g)] = "train" if i < n_train else "val" if i < n_train + n_val else "test"
+    return out
+
+
+def split_index(data: CropSet, assignment: dict[str, str], part: str) -> np.ndarray:
+    keys = np.array([f"{s}/{c}" for s, c in zip(data.source, data.cases)])
+    return np.array([assignment.get(k) == part for k in keys])
+
+
+def make_split(data: CropSet, seed: int = 0) -> dict[str, str]:
+    """Split per source, by case: keys are ``source/case``."""
+    out = {}
+    for src in sorted(set(data.source.tolist())):
+        sel = data.source == src
+        for case, part in split_groups(data.cases[sel], seed).items():
+            out[f"{src}/{case}"] = part
+    return out

@@ -1,0 +1,301 @@
+"""The training loop: seeded, resumable (one checkpoint per epoch), early stopping on the
+validation split, best checkpoint kept, bundle + reports written at the end."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from chromodesk.core.atomic import atomic_write_text
+from chromodesk.core.labels import CLASSES
+from chromodesk.core.preprocess import FEATURE_NAMES, PreprocessConfig
+from chromodesk.inference.bundle import BundleMeta, save_bundle
+from chromodesk.inference.network import ChromosomeNet
+
+from .augment import AugmentConfig, augment
+from .data import CropSet, make_split, split_index
+from .metrics import classification_metrics
+
+
+@dataclass
+class TrainConfig:
+    arch: str = "resnet18"
+    optimizer: str = "adam"  # adam | adamw | sgd | rmsprop
+    lr: float = 1e-3
+    batch_size: int = 16
+    weight_decay: float = 1e-5
+    epochs: int = 100
+    schedule: str = "step"  # step (x gamma every step_size epochs, as in the report) | cosine | onecycle
+    step_size: int = 30
+    gamma: float = 0.1
+    patience: int = 10  # early stopping: epochs without validation gain
+    label_smoothing: float = 0.0
+    seed: int = 0
+    threads: int = 0  # 0 = torch default
+    time_budget_min: float = 0.0  # stop (as if early-stopped) after this many minutes; 0 = none
+    cpu_bf16: bool = True  # bfloat16 autocast when the CPU supports it natively
+    max_train: int = 0  # use at most this many training crops (smoke tests); 0 = all
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    source_weights: dict = field(default_factory=dict)  # source name -> sampling weight per epoch
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["augment"] = self.augment.to_dict()
+        return d
+
+
+# -- helpers ------------------------------------------------------------------------------
+def _device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _optimizer(cfg: TrainConfig, params):
+    name = cfg.optimizer.lower()
+    if name == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=max(cfg.weight_decay, 1e-4))
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay, nesterov=True)
+    if name == "rmsprop":
+        return torch.optim.RMSprop(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
+
+
+def _scheduler(cfg: TrainConfig, opt, steps_per_epoch: int):
+    """Stepped once per batch, so cosine/onecycle are smooth and resumable mid-run."""
+    total = max(1, cfg.epochs * steps_per_epoch)
+    if cfg.schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_size * steps_per_epoch, gamma=cfg.gamma)
+    if cfg.schedule == "cosine":
+        warm = min(steps_per_epoch, total // 10)
+        return torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * min(1.0, (s - warm) / max(1, total - warm)))))
+    if cfg.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total, pct_start=0.15)
+    raise ValueError(f"unknown schedule {cfg.schedule!r}")
+
+
+def batches_for_epoch(train: CropSet, cfg: TrainConfig, rng: np.random.Generator) -> np.ndarray:
+    """Indices for one epoch: each source sampled by its weight (1 = once per epoch)."""
+    parts = []
+    for src in sorted(set(train.source.tolist())):
+        idx = np.flatnonzero(train.source == src)
+        w = float(cfg.source_weights.get(src, 1.0))
+        n = int(round(len(idx) * w))
+        parts.append(rng.choice(idx, size=n, replace=n > len(idx)) if n != len(idx) else idx)
+    order = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+    rng.shuffle(order)
+    return order
+
+
+@torch.inference_mode()
+def predict_probs(model: torch.nn.Module, data: CropSet, device, batch_size: int = 256, flip_tta: bool = True) -> np.ndarray:
+    model.eval()
+    out = []
+    for s in range(0, len(data), batch_size):
+        x = torch.from_numpy(data.images[s : s + batch_size]).to(device).unsqueeze(1).float() / 127.5 - 1
+        f = torch.from_numpy(data.features[s : s + batch_size]).to(device)
+        if flip_tta:
+            p = torch.softmax(model(torch.cat([x, x.flip(2, 3)]), torch.cat([f, f])).float(), 1)
+            p = 0.5 * (p[: len(x)] + p[len(x) :])
+        else:
+            p = torch.softmax(model(x, f).float(), 1)
+        out.append(p.cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, len(CLASSES)), np.float32)
+
+
+class _Interrupt:
+    """Ctrl-C / SIGTERM finish the current epoch's checkpoint, then stop."""
+
+    def __init__(self):
+        self.flag = False
+        self._old = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old[sig] = signal.signal(sig, self._handler)
+            except ValueError:  # not the main thread
+                pass
+        return self
+
+    def _handler(self, *_):
+        if self.flag:
+            raise KeyboardInterrupt
+        self.flag = True
+        print("\nstopping after this epoch (press again to abort at once)", flush=True)
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+# -- the loop -----------------------------------------------------------------------------
+def fit(data: CropSet, cfg: TrainConfig, pre: PreprocessConfig, run_dir: str | Path, resume: bool = False,
+        split: dict | None = None, rank: int = 0, world: int = 1, quiet: bool = False) -> dict:
+    """Train on ``data``'s train split, select on val, report on test. Returns metrics."""
+    run = Path(run_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    device = _device() if world == 1 else (torch.device(f"cuda:{rank % torch.cuda.device_count()}")
+                                            if torch.cuda.is_available() else torch.device("cpu"))
+    split_path = run / "split.json"
+    if split is None:
+        split = json.loads(split_path.read_text()) if split_path.is_file() else make_split(data, cfg.seed)
+    if rank == 0:
+        atomic_write_text(split_path, json.dumps(split, indent=0, sort_keys=True))
+        atomic_write_text(run / "config.json", json.dumps({"train": cfg.to_dict(), "preprocess": pre.to_dict()}, indent=2))
+    train = data.subset(split_index(data, split, "train"))
+    val = data.subset(split_index(data, split, "val"))
+    test = data.subset(split_index(data, split, "test"))
+    if cfg.max_train and len(train) > cfg.max_train:
+        train = train.subset(np.random.default_rng(cfg.seed).choice(len(train), cfg.max_train, replace=False))
+    if len(train) == 0 or len(val) == 0:
+        raise ValueError(f"empty split: {len(train)} train, {len(val)} validation crops (need more cases)")
+
+    model = ChromosomeNet(cfg.arch, len(CLASSES), len(FEATURE_NAMES)).to(device)
+    amp = device.type == "cuda"
+    # bfloat16 autocast on CPUs with native bf16 (AVX512-BF16/AMX): measured 1.7x faster training here
+    cpu_bf16 = device.type == "cpu" and cfg.cpu_bf16 and "AVX512" in torch.backends.cpu.get_cpu_capability()
+    if amp:
+        model = model.to(memory_format=torch.channels_last)
+    net = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    opt = _optimizer(cfg, net.parameters())
+    steps = math.ceil(len(batches_for_epoch(train, cfg, np.random.default_rng(0))) / world / cfg.batch_size)
+    sched = _scheduler(cfg, opt, steps)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    history: list[dict] = []
+    start_epoch, best_val, best_state, stale = 0, -1.0, None, 0
+    ckpt = run / "checkpoint.pt"
+    if resume and ckpt.is_file():
+        state = torch.load(ckpt, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        start_epoch, best_val, stale = int(state["epoch"]), float(state["best_val"]), int(state["stale"])
+        best_state = state["best_model"]
+        history = json.loads((run / "history.json").read_text()) if (run / "history.json").is_file() else []
+        if rank == 0 and not quiet:
+            print(f"resumed from epoch {start_epoch} (best val {best_val:.4f})", flush=True)
+
+    gen = torch.Generator().manual_seed(cfg.seed)
+    t_start = time.time()
+    with _Interrupt() as interrupt:
+        for epoch in range(start_epoch, cfg.epochs):
+            rng = np.random.default_rng(cfg.seed * 1000 + epoch)
+            gen.manual_seed(cfg.seed * 1000 + epoch + 1)
+            order = batches_for_epoch(train, cfg, rng)[rank::world]
+            net.train()
+            seen, loss_sum, correct, t0 = 0, 0.0, 0, time.time()
+            bar = tqdm(range(0, len(order), cfg.batch_size), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
+                       disable=quiet or rank != 0, leave=False, mininterval=2.0)
+            for s in bar:
+                idx = np.sort(order[s : s + cfg.batch_size])
+                x = torch.from_numpy(train.images[idx]).unsqueeze(1).float().div_(255.0)
+                f = torch.from_numpy(train.features[idx])
+                y = torch.from_numpy(train.labels[idx])
+                x, f = augment(x, f, cfg.augment, gen)
+                x, f, y = (x * 2 - 1).to(device, non_blocking=True), f.to(device), y.to(device)
+                if amp:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with torch.autocast(device.type, dtype=torch.float16 if amp else torch.bfloat16, enabled=amp or cpu_bf16):
+                    logits = net(x, f)
+                    loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+                sched.step()
+                seen += len(idx)
+                loss_sum += float(loss) * len(idx)
+                correct += int((logits.argmax(1) == y).sum())
+                bar.set_postfix(img_s=f"{seen / max(time.time() - t0, 1e-6):.0f}", loss=f"{loss_sum / seen:.3f}")
+            bar.close()
+            train_secs = time.time() - t0
+            if rank != 0:
+                if world > 1:
+                    torch.distributed.barrier()
+                continue
+            val_probs = predict_probs(model, val, device)
+            val_loss = float(F.nll_loss(torch.log(torch.from_numpy(val_probs) + 1e-8), torch.from_numpy(val.labels)))
+            val_acc = float((val_probs.argmax(1) == val.labels).mean())
+            test_probs = predict_probs(model, test, device) if len(test) else None
+            row = {
+                "epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1),
+                "val_loss": val_loss, "val_acc": val_acc,
+                "test_loss": float(F.nll_loss(torch.log(torch.from_numpy(test_probs) + 1e-8), torch.from_numpy(test.labels))) if test_probs is not None else None,
+                "test_acc": float((test_probs.argmax(1) == test.labels).mean()) if test_probs is not None else None,
+                "images_per_s": seen * world / max(train_secs, 1e-6), "lr": opt.param_groups[0]["lr"],
+            }
+            history.append(row)
+            if val_acc > best_val:
+                best_val, stale = val_acc, 0
+                best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            else:
+                stale += 1
+            if not quiet:
+                print(f"epoch {epoch + 1}: train {row['train_acc']:.4f} loss {row['train_loss']:.3f} | val {val_acc:.4f} "
+                      f"| {row['images_per_s']:.0f} img/s | lr {row['lr']:.2e}", flush=True)
+            tmp = ckpt.with_suffix(".tmp")
+            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                        "epoch": epoch + 1, "best_val": best_val, "stale": stale, "best_model": best_state}, tmp)
+            os.replace(tmp, ckpt)
+            atomic_write_text(run / "history.json", json.dumps(history, indent=1))
+            if world > 1:
+                torch.distributed.barrier()
+            over_time = cfg.time_budget_min and (time.time() - t_start) / 60 > cfg.time_budget_min
+            if stale >= cfg.patience or interrupt.flag or over_time:
+                break
+    if rank != 0:
+        return {}
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return finish_run(model, data, split, cfg, pre, run, history)
+
+
+def finish_run(model, data: CropSet, split: dict, cfg: TrainConfig, pre: PreprocessConfig, run: Path,
+               history: list[dict]) -> dict:
+    from .report import write_reports  # matplotlib only when reporting
+
+    device = next(model.parameters()).device
+    test = data.subset(split_index(data, split, "test"))
+    t0 = time.time()
+    probs = predict_probs(model, test, device)
+    infer_rate = len(test) / max(time.time() - t0, 1e-6)
+    metrics = {"test": classification_metrics(probs, test.labels, test.cells) if len(test) else {}}
+    for src in sorted(set(test.source.tolist())):
+        sel = test.source == src
+        metrics[src] = classification_metrics(probs[sel], test.labels[sel], test.cells[sel])
+    metrics["history"] = history
+    metrics["train_images_per_s"] = float(np.median([h["images_per_s"] for h in history])) if history else None
+    metrics["infer_images_per_s"] = infer_rate
+    metrics["device"] = str(device)
+    model_id = f"{cfg.arch}-{time.strftime('%Y%m%d-%H%M%S')}"
+    summary = {
+        "sources": {s: int((data.source == s).sum()) for s in sorted(set(data.source.tolist()))},
+        "split": "by case, seeded", "seed": cfg.seed, "epochs_run": len(history), "config": cfg.to_dict(),
+        "train_images_per_s": metrics["train_images_per_s"], "device": str(device), "flip_tta": True,
+    }
+    short = {src: {k: metrics[src][k] for k in ("n_chromosomes", "n_cells", "accuracy", "cell_accuracy", "macro_auc_ovr")}
+             for src in metrics if isinstance(metrics[src], dict) and "accuracy" in metrics[src]}
+    meta = BundleMeta(model_id=model_id, architecture=cfg.arch, input_size=pre.size, preprocess=pre,
+                      training=summary, metrics=short)
+    save_bundle(model.cpu(), meta, run / "model")
+    atomic_write_text(run / "metrics.json", json.dumps(metrics, indent=1))
+    write_reports(metrics, history, run)
+    return metrics
