@@ -50,7 +50,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--weight-decay", type=float, default=1e-5)
     p.add_argument("--epochs", type=int, default=100)
-    p.add_argument("--schedule", default="step", choices=["step", "cosine", "onecycle"])
+    p.add_argument("--schedule", default="step", choices=["step", "cosine", "onecycle", "cosine-time"])
     p.add_argument("--patience", type=int, default=10)
     p.add_argument("--label-smoothing", type=float, default=0.0)
     p.add_argument("--input-size", type=int, default=64)
@@ -59,6 +59,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--time-budget", type=float, default=0.0, help="minutes; stop and export after this long")
     p.add_argument("--max-train", type=int, default=0, help="cap on training crops (quick experiments)")
     p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--no-test-curve", action="store_true", help="skip the per-epoch test evaluation (faster)")
     p.add_argument("--quiet", action="store_true")
 
 
@@ -73,7 +74,8 @@ def _configs(args):
                       weight_decay=args.weight_decay, epochs=args.epochs, schedule=args.schedule,
                       patience=args.patience, label_smoothing=args.label_smoothing, seed=args.seed,
                       threads=args.threads, time_budget_min=args.time_budget, max_train=args.max_train,
-                      augment=AugmentConfig(enabled=not args.no_augment))
+                      augment=AugmentConfig(enabled=not args.no_augment),
+                      eval_test_each_epoch=not args.no_test_curve)
     return pre, cfg
 
 

@@ -43,6 +43,7 @@ class TrainConfig:
     seed: int = 0
     threads: int = 0  # 0 = torch default
     time_budget_min: float = 0.0  # stop (as if early-stopped) after this many minutes; 0 = none
+    eval_test_each_epoch: bool = True  # test curve for the report's figures; costs time on long runs
     cpu_bf16: bool = True  # bfloat16 autocast when the CPU supports it natively
     max_train: int = 0  # use at most this many training crops (smoke tests); 0 = all
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -72,9 +73,33 @@ def _optimizer(cfg: TrainConfig, params):
     raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
 
 
-def _scheduler(cfg: TrainConfig, opt, steps_per_epoch: int):
-    """Stepped once per batch, so cosine/onecycle are smooth and resumable mid-run."""
+class _Clock:
+    """Training time that survives --resume (a killed run continues its schedule)."""
+
+    def __init__(self, already: float = 0.0):
+        self.offset, self.start = already, time.time()
+
+    def elapsed(self) -> float:
+        return self.offset + time.time() - self.start
+
+
+def _scheduler(cfg: TrainConfig, opt, steps_per_epoch: int, clock: "_Clock"):
+    """Stepped once per batch, so cosine/onecycle are smooth and resumable mid-run.
+
+    ``cosine-time`` anneals over the time budget instead of a step count: on a shared
+    2-core machine the throughput varies, and the schedule should still end at a low rate.
+    """
     total = max(1, cfg.epochs * steps_per_epoch)
+    if cfg.schedule == "cosine-time":
+        if not cfg.time_budget_min:
+            raise ValueError("--schedule cosine-time needs --time-budget")
+        budget = cfg.time_budget_min * 60.0
+
+        def factor(_step: int) -> float:
+            frac = min(1.0, clock.elapsed() / budget)
+            return min(1.0, frac / 0.05 + 0.02) if frac < 0.05 else 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * (frac - 0.05) / 0.95))
+
+        return torch.optim.lr_scheduler.LambdaLR(opt, factor)
     if cfg.schedule == "step":
         return torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_size * steps_per_epoch, gamma=cfg.gamma)
     if cfg.schedule == "cosine":
@@ -113,6 +138,22 @@ def predict_probs(model: torch.nn.Module, data: CropSet, device, batch_size: int
             p = torch.softmax(model(x, f).float(), 1)
         out.append(p.cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, len(CLASSES)), np.float32)
+
+
+def _evaluate_epoch(model, val: CropSet, test: CropSet, device, cfg: TrainConfig, epoch: int, seen: int,
+                    loss_sum: float, correct: int, images_per_s: float, lr: float) -> dict:
+    """One row of the learning curves: loss and accuracy on train / validation (/ test)."""
+
+    def loss_acc(part: CropSet):
+        probs = predict_probs(model, part, device, flip_tta=False)
+        loss = float(F.nll_loss(torch.log(torch.from_numpy(probs) + 1e-8), torch.from_numpy(part.labels)))
+        return loss, float((probs.argmax(1) == part.labels).mean())
+
+    val_loss, val_acc = loss_acc(val)
+    test_loss, test_acc = loss_acc(test) if len(test) and cfg.eval_test_each_epoch else (None, None)
+    return {"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1),
+            "val_loss": val_loss, "val_acc": val_acc, "test_loss": test_loss, "test_acc": test_acc,
+            "images_per_s": images_per_s, "lr": lr}
 
 
 class _Interrupt:
@@ -177,7 +218,8 @@ def fit(data: CropSet, cfg: TrainConfig, pre: PreprocessConfig, run_dir: str | P
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     opt = _optimizer(cfg, net.parameters())
     steps = math.ceil(len(batches_for_epoch(train, cfg, np.random.default_rng(0))) / world / cfg.batch_size)
-    sched = _scheduler(cfg, opt, steps)
+    clock = _Clock()
+    sched = _scheduler(cfg, opt, steps, clock)
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     history: list[dict] = []
     start_epoch, best_val, best_state, stale = 0, -1.0, None, 0
@@ -189,17 +231,18 @@ def fit(data: CropSet, cfg: TrainConfig, pre: PreprocessConfig, run_dir: str | P
         sched.load_state_dict(state["sched"])
         start_epoch, best_val, stale = int(state["epoch"]), float(state["best_val"]), int(state["stale"])
         best_state = state["best_model"]
+        clock.offset = float(state.get("elapsed", 0.0))
         history = json.loads((run / "history.json").read_text()) if (run / "history.json").is_file() else []
         if rank == 0 and not quiet:
             print(f"resumed from epoch {start_epoch} (best val {best_val:.4f})", flush=True)
 
     gen = torch.Generator().manual_seed(cfg.seed)
-    t_start = time.time()
     with _Interrupt() as interrupt:
         for epoch in range(start_epoch, cfg.epochs):
             rng = np.random.default_rng(cfg.seed * 1000 + epoch)
             gen.manual_seed(cfg.seed * 1000 + epoch + 1)
-            order = batches_for_epoch(train, cfg, rng)[rank::world]
+            order = batches_for_epoch(train, cfg, rng)
+            order = order[: len(order) - len(order) % world][rank::world]  # same batch count on every rank
             net.train()
             seen, loss_sum, correct, t0 = 0, 0.0, 0, time.time()
             bar = tqdm(range(0, len(order), cfg.batch_size), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
@@ -222,44 +265,37 @@ def fit(data: CropSet, cfg: TrainConfig, pre: PreprocessConfig, run_dir: str | P
                 scaler.update()
                 sched.step()
                 seen += len(idx)
-                loss_sum += float(loss) * len(idx)
+                loss_sum += float(loss.detach()) * len(idx)
                 correct += int((logits.argmax(1) == y).sum())
                 bar.set_postfix(img_s=f"{seen / max(time.time() - t0, 1e-6):.0f}", loss=f"{loss_sum / seen:.3f}")
             bar.close()
             train_secs = time.time() - t0
-            if rank != 0:
-                if world > 1:
-                    torch.distributed.barrier()
-                continue
-            val_probs = predict_probs(model, val, device)
-            val_loss = float(F.nll_loss(torch.log(torch.from_numpy(val_probs) + 1e-8), torch.from_numpy(val.labels)))
-            val_acc = float((val_probs.argmax(1) == val.labels).mean())
-            test_probs = predict_probs(model, test, device) if len(test) else None
-            row = {
-                "epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1),
-                "val_loss": val_loss, "val_acc": val_acc,
-                "test_loss": float(F.nll_loss(torch.log(torch.from_numpy(test_probs) + 1e-8), torch.from_numpy(test.labels))) if test_probs is not None else None,
-                "test_acc": float((test_probs.argmax(1) == test.labels).mean()) if test_probs is not None else None,
-                "images_per_s": seen * world / max(train_secs, 1e-6), "lr": opt.param_groups[0]["lr"],
-            }
-            history.append(row)
-            if val_acc > best_val:
-                best_val, stale = val_acc, 0
-                best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            else:
-                stale += 1
-            if not quiet:
-                print(f"epoch {epoch + 1}: train {row['train_acc']:.4f} loss {row['train_loss']:.3f} | val {val_acc:.4f} "
-                      f"| {row['images_per_s']:.0f} img/s | lr {row['lr']:.2e}", flush=True)
-            tmp = ckpt.with_suffix(".tmp")
-            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                        "epoch": epoch + 1, "best_val": best_val, "stale": stale, "best_model": best_state}, tmp)
-            os.replace(tmp, ckpt)
-            atomic_write_text(run / "history.json", json.dumps(history, indent=1))
-            if world > 1:
-                torch.distributed.barrier()
-            over_time = cfg.time_budget_min and (time.time() - t_start) / 60 > cfg.time_budget_min
-            if stale >= cfg.patience or interrupt.flag or over_time:
+            stop = False
+            if rank == 0:
+                row = _evaluate_epoch(model, val, test, device, cfg, epoch, seen, loss_sum, correct,
+                                      seen * world / max(train_secs, 1e-6), opt.param_groups[0]["lr"])
+                history.append(row)
+                if row["val_acc"] > best_val:
+                    best_val, stale = row["val_acc"], 0
+                    best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                else:
+                    stale += 1
+                if not quiet:
+                    print(f"epoch {epoch + 1}: train {row['train_acc']:.4f} loss {row['train_loss']:.3f} | "
+                          f"val {row['val_acc']:.4f} | {row['images_per_s']:.0f} img/s | lr {row['lr']:.2e}", flush=True)
+                tmp = ckpt.with_suffix(".tmp")
+                torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                            "epoch": epoch + 1, "best_val": best_val, "stale": stale, "best_model": best_state,
+                            "elapsed": clock.elapsed()}, tmp)
+                os.replace(tmp, ckpt)
+                atomic_write_text(run / "history.json", json.dumps(history, indent=1))
+                over_time = bool(cfg.time_budget_min) and clock.elapsed() / 60 > cfg.time_budget_min
+                stop = stale >= cfg.patience or interrupt.flag or over_time
+            if world > 1:  # every rank must leave the loop together, or the next all-reduce hangs
+                flag = torch.tensor([int(stop)], device=device)
+                torch.distributed.broadcast(flag, 0)
+                stop = bool(flag.item())
+            if stop:
                 break
     if rank != 0:
         return {}

@@ -59,28 +59,50 @@ def load_gray(path: str | Path, max_pixels: int = MAX_PIXELS) -> LoadedImage:
         raise InputError(path, "file not found" if not path.exists() else "not a file")
     notes: list[str] = []
     try:
-        with Image.open(path) as im:
-            width, height = im.size
-            if width * height > max_pixels:
-                raise InputError(
-                    path, f"image is {width}x{height} = {width * height:,} pixels, above the limit of {max_pixels:,}"
-                )
-            if getattr(im, "n_frames", 1) > 1:
-                notes.append(f"{path.name}: {im.n_frames} pages, using the first")
-            im.seek(0)
-            with _warnings.catch_warnings():
-                _warnings.simplefilter("ignore")  # Pillow's own warnings are replaced by our checks
+        # Pillow's own warnings (e.g. "Corrupt EXIF data" while opening a cut TIFF) are
+        # replaced by our checks; under ``-W error`` they would otherwise escape as exceptions
+        with _warnings.catch_warnings():
+            _warnings.simplefilter("ignore")
+            with Image.open(path) as im:
+                width, height = im.size
+                if width * height > max_pixels:
+                    raise InputError(
+                        path, f"image is {width}x{height} = {width * height:,} pixels, above the limit of {max_pixels:,}"
+                    )
+                if getattr(im, "n_frames", 1) > 1:
+                    notes.append(f"{path.name}: {im.n_frames} pages, using the first")
+                im.seek(0)
                 im.load()  # strict: raises on truncated data (ImageFile.LOAD_TRUNCATED_IMAGES is False)
-            gray = _to_gray8(im)
+                gray = _to_gray8(im)
     except InputError:
         raise
     except UnidentifiedImageError:
-        raise InputError(path, "not an image Pillow can read (unknown or corrupt format)") from None
+        kind = _signature(path)
+        if kind is not None:  # e.g. a TIFF cut before its directory: the header is there, the rest is not
+            problem = f"damaged or truncated {kind} image (the file starts like one but cannot be decoded)"
+            raise InputError(path, problem) from None
+        raise InputError(path, "not an image (unknown format; expected JPEG, PNG, TIFF or BMP)") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise InputError(path, f"damaged or truncated image ({exc})") from None
     if gray.size == 0:
         raise InputError(path, "image has no pixels")
     return LoadedImage(str(path), gray, file_sha256(path), notes)
+
+
+_SIGNATURES = (
+    (b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"BM", "BMP"),
+)
+
+
+def _signature(path: Path) -> str | None:
+    """The image format a file's first bytes announce, or None."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError:
+        return None
+    return next((kind for magic, kind in _SIGNATURES if head.startswith(magic)), None)
 
 
 def _to_gray8(im: Image.Image) -> np.ndarray:

@@ -140,5 +140,10 @@ def analyse_cell(probs: np.ndarray, fixed: dict[int, str] | None = None,
 
 
 def is_numerically_abnormal(flags: list[dict]) -> bool:
-    """A gained or lost chromosome, or an abnormal sex complement (the total alone is not a finding)."""
-    return any(f["type"] in ("gain", "loss", "sex") for f in flags)
+    """An autosomal gain or an abnormal sex complement: a numerical finding to report.
+
+    An autosome missing from one spread is flagged too (type "loss") but is not counted as
+    a finding: autosomal monosomy is almost never viable, and a chromosome lost while the
+    metaphase was spread is common; the lab confirms by counting further cells.
+    """
+    return any(f["type"] in ("gain", "sex") for f in flags)

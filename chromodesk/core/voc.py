@@ -36,14 +36,14 @@ class VocAnnotation:
     warnings: list[str] = field(default_factory=list)
 
 
-def _int(node, tag: str, path: Path) -> int:
+def _int(node, tag: str, path: Path, where: str) -> int:
     child = node.find(tag)
     if child is None or child.text is None or not child.text.strip():
-        raise InputError(path, f"<{tag}> missing in a <bndbox>")
+        raise InputError(path, f"<{tag}> missing in {where}")
     try:
         return int(round(float(child.text.strip())))
-    except ValueError:
-        raise InputError(path, f"<{tag}> is not a number: {child.text.strip()!r}") from None
+    except (ValueError, OverflowError):  # OverflowError: "inf"
+        raise InputError(path, f"<{tag}> in {where} is not a number: {child.text.strip()!r}") from None
 
 
 def read_voc(path: str | Path, image_size: tuple[int, int] | None = None) -> VocAnnotation:
@@ -61,20 +61,27 @@ def read_voc(path: str | Path, image_size: tuple[int, int] | None = None) -> Voc
     if root.tag != "annotation":
         raise InputError(path, f"not a Pascal VOC file (root element <{root.tag}>, expected <annotation>)")
 
-    size = root.find("size")
     width = height = None
-    if size is not None and size.find("width") is not None and size.find("height") is not None:
-        width, height = _int(size, "width", path), _int(size, "height", path)
+    notes: list[str] = []
     if image_size is not None:
-        width, height = image_size
-    ann = VocAnnotation(str(path), (root.findtext("filename") or "").strip() or None, width, height)
+        width, height = image_size  # the real image wins; a broken <size> block does not matter then
+    else:
+        size = root.find("size")
+        if size is not None and size.find("width") is not None and size.find("height") is not None:
+            width, height = _int(size, "width", path, "<size>"), _int(size, "height", path, "<size>")
+            if width <= 0 or height <= 0:  # some tools write 0x0 when they could not read the image
+                notes.append(f"{path.name}: <size> is {width}x{height}; boxes not clipped")
+                width = height = None
+    ann = VocAnnotation(str(path), (root.findtext("filename") or "").strip() or None, width, height, warnings=notes)
 
     for index, obj in enumerate(root.iter("object"), start=1):
         name = (obj.findtext("name") or "").strip()
         bnd = obj.find("bndbox")
         if bnd is None:
             raise InputError(path, f"object {index} ({name or 'no name'}) has no <bndbox>")
-        raw = Box(_int(bnd, "xmin", path) - 1, _int(bnd, "ymin", path) - 1, _int(bnd, "xmax", path), _int(bnd, "ymax", path))
+        where = f"the <bndbox> of object {index} ({name or 'no name'})"
+        xmin, ymin, xmax, ymax = (_int(bnd, tag, path, where) for tag in ("xmin", "ymin", "xmax", "ymax"))
+        raw = Box(xmin - 1, ymin - 1, xmax, ymax)
         box = raw
         if width is not None and height is not None:
             box = raw.clipped(width, height)

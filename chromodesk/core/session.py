@@ -1,0 +1,195 @@
+"""Save and restore the reviewer's work on one cell as JSON.
+
+The file records the image's SHA-256 so that a session is never applied to a different
+(or re-saved, re-compressed) picture whose boxes would no longer match. Loading is
+strict: anything unexpected is an InputError naming the file, never a silently partial
+document.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .atomic import atomic_write_text
+from .document import Box, Karyotype, now_iso
+from .errors import InputError
+from .labels import CLASSES
+
+SCHEMA_VERSION = 1
+FORMAT_NAME = "chromodesk-session"
+SESSION_SUFFIX = ".chromodesk.json"
+_LABEL_FIELDS = ("file_label", "predicted", "assigned", "final")
+_TEXT_FIELDS = ("file_name", "confirmed_by", "confirmed_at", "model_id")
+
+
+def session_to_dict(doc: Karyotype) -> dict[str, Any]:
+    records = []
+    for r in doc:
+        records.append({
+            "id": r.id,
+            "box": r.box.as_list(),
+            "file_label": r.file_label,
+            "file_name": r.file_name,
+            "predicted": r.predicted,
+            "probabilities": list(r.probabilities) if r.probabilities is not None else None,
+            "assigned": r.assigned,
+            "final": r.final,
+            "confirmed_by": r.confirmed_by,
+            "confirmed_at": r.confirmed_at,
+            "model_id": r.model_id,
+        })
+    return {
+        "format": FORMAT_NAME,
+        "schema_version": SCHEMA_VERSION,
+        "saved_at": now_iso(),
+        "image": {"path": doc.image_path, "sha256": doc.image_sha256, "width": doc.width, "height": doc.height},
+        "annotation_path": doc.annotation_path,
+        "warnings": list(doc.warnings),
+        "records": records,
+    }
+
+
+def save_session(doc: Karyotype, path: str | Path) -> Path:
+    # allow_nan=False: a NaN probability would write JSON that other tools refuse
+    text = json.dumps(session_to_dict(doc), indent=1, ensure_ascii=False, allow_nan=False)
+    return atomic_write_text(path, text + "\n")
+
+
+def load_session(path: str | Path, expected_sha256: str | None = None) -> Karyotype:
+    """Rebuild the document saved in ``path``; ``expected_sha256`` is the hash of the image now open."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "session file not found")
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        raise InputError(path, "session file is not UTF-8 text (corrupt?)") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(path, f"corrupt session file (invalid JSON at line {exc.lineno}, column {exc.colno})") from None
+    except OSError as exc:
+        raise InputError(path, f"cannot read session file ({exc.strerror or exc})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
+        raise InputError(path, "not a ChromoDesk session file")
+    version = data.get("schema_version")
+    if version != SCHEMA_VERSION:
+        newer = isinstance(version, int) and version > SCHEMA_VERSION
+        raise InputError(path, f"session schema version {version!r} is not supported (this ChromoDesk reads "
+                               f"version {SCHEMA_VERSION}{'; it was saved by a newer ChromoDesk' if newer else ''})")
+    reader = _Reader(path)
+    image = reader.obj(data.get("image"), "image")
+    sha = reader.text(image.get("sha256"), "image.sha256", optional=False)
+    if expected_sha256 is not None and sha.lower() != expected_sha256.lower():
+        raise InputError(path, f"session belongs to a different image (saved for sha256 {sha[:12]}..., "
+                               f"the image now open is {expected_sha256[:12]}...); the image file has changed")
+    doc = Karyotype(
+        image_path=reader.text(image.get("path"), "image.path", optional=False),
+        image_sha256=sha,
+        width=reader.size(image.get("width"), "image.width"),
+        height=reader.size(image.get("height"), "image.height"),
+        annotation_path=reader.text(data.get("annotation_path"), "annotation_path"),
+        warnings=[reader.text(w, "warnings", optional=False) for w in reader.items(data.get("warnings", []), "warnings")],
+    )
+    for index, item in enumerate(reader.items(data.get("records"), "records"), start=1):
+        where = f"record {index}"
+        item = reader.obj(item, where)
+        rid = reader.text(item.get("id"), f"{where}.id", optional=False)
+        if rid in doc.records:
+            raise InputError(path, f"duplicate chromosome id {rid!r}")
+        fields: dict[str, Any] = {k: reader.label(item.get(k), f"{rid}.{k}") for k in _LABEL_FIELDS}
+        fields.update({k: reader.text(item.get(k), f"{rid}.{k}") for k in _TEXT_FIELDS})
+        fields["probabilities"] = reader.probabilities(item.get("probabilities"), f"{rid}.probabilities")
+        doc.add(reader.box(item.get("box"), f"{rid}.box"), record_id=rid, **fields)
+    doc.revision = 0  # a freshly loaded document has no unsaved changes
+    return doc
+
+
+class _Reader:
+    """Type checks with messages that say which field of which file is wrong."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def fail(self, where: str, problem: str) -> InputError:
+        return InputError(self.path, f"{where}: {problem}")
+
+    def obj(self, value, where: str) -> dict:
+        if not isinstance(value, dict):
+            raise self.fail(where, "missing or not an object")
+        return value
+
+    def items(self, value, where: str) -> list:
+        if not isinstance(value, list):
+            raise self.fail(where, "missing or not a list")
+        return value
+
+    def text(self, value, where: str, optional: bool = True) -> str | None:
+        if value is None and optional:
+            return None
+        if not isinstance(value, str):
+            raise self.fail(where, f"expected text, found {value!r}")
+        return value
+
+    def label(self, value, where: str) -> str | None:
+        if value is not None and value not in CLASSES:
+            raise self.fail(where, f"unknown label {value!r}")
+        return value
+
+    def size(self, value, where: str) -> int:
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise self.fail(where, f"expected a positive whole number, found {value!r}")
+        return value
+
+    def box(self, value, where: str) -> Box:
+        if (not isinstance(value, list) or len(value) != 4
+                or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
+            raise self.fail(where, f"expected [xmin, ymin, xmax, ymax] in whole pixels, found {value!r}")
+        return Box(*value)
+
+    def probabilities(self, value, where: str) -> tuple[float, ...] | None:
+        if value is None:
+            return None
+        if (not isinstance(value, list) or len(value) != len(CLASSES)
+                or not all(isinstance(p, (int, float)) and not isinstance(p, bool) and math.isfinite(p) for p in value)):
+            raise self.fail(where, f"expected {len(CLASSES)} finite numbers")
+        return tuple(float(p) for p in value)
+
+
+# -- where sessions live ------------------------------------------------------------------------
+def _writable(folder: Path) -> bool:
+    # a real probe: os.access is wrong on network shares and Windows ACLs
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
+
+
+def sessions_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "chromodesk" / "sessions"
+
+
+def default_session_path(image_path: str | Path) -> Path:
+    """``<image>.chromodesk.json`` beside the image, else a per-user file keyed by the image's path.
+
+    An existing session wins over the writability test, so work saved while a folder
+    was read-only is still found once it becomes writable (and the reverse).
+    """
+    image_path = Path(image_path).absolute()
+    beside = image_path.with_name(image_path.name + SESSION_SUFFIX)
+    key = hashlib.sha256(str(image_path).encode("utf-8", "surrogatepass")).hexdigest()
+    fallback = sessions_dir() / f"{key}.json"
+    if beside.is_file():
+        return beside
+    if fallback.is_file():
+        return fallback
+    return beside if _writable(image_path.parent) else fallback
+
+
+__all__ = ["SCHEMA_VERSION", "default_session_path", "load_session", "save_session", "session_to_dict", "sessions_dir"]

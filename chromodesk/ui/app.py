@@ -1,0 +1,131 @@
+"""``chromodesk-gui [IMAGE|FOLDER] [--screenshot OUT.png] [--model BUNDLE] [--device auto|cpu|cuda]``.
+
+``--screenshot`` is the headless smoke mode: open the image, classify it, wait for the
+workers, render the main window to OUT.png and exit 0; on any failure print one line
+and exit non-zero. It needs no display (``QT_QPA_PLATFORM=offscreen`` is set for it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="chromodesk-gui", description="ChromoDesk: review and correct a karyotype")
+    p.add_argument("path", nargs="?", help="a metaphase image, or a folder of images to open as a case")
+    p.add_argument("--screenshot", metavar="OUT.png", help="headless: open PATH, classify, save the window, exit")
+    p.add_argument("--model", help="model bundle (.json) for this run")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), help="where the classifier runs")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds the screenshot mode waits (default 300)")
+    return p.parse_args(argv)
+
+
+def wait_until(condition, timeout: float, step_ms: int = 20) -> bool:
+    """Run the event loop until ``condition()`` is true or ``timeout`` seconds pass."""
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    deadline = time.monotonic() + timeout
+    loop = QEventLoop()
+    result = {"ok": False}
+
+    def check():
+        if condition():
+            result["ok"] = True
+            loop.quit()
+        elif time.monotonic() > deadline:
+            loop.quit()
+
+    timer = QTimer()
+    timer.timeout.connect(check)
+    timer.start(step_ms)
+    QTimer.singleShot(0, check)
+    loop.exec()
+    timer.stop()
+    return result["ok"]
+
+
+def screenshot(window, image_path: str | Path, out: str | Path, timeout: float = 300.0,
+               require_model: bool = True, select: bool = True) -> Path:
+    """Open ``image_path`` in ``window``, wait until classified and drawn, save the window as PNG.
+
+    Raises RuntimeError with a one-line message on failure.
+    """
+    ws = window.workspace
+    window.resize(1600, 1000)
+    window.show()
+    ws.open_path(image_path)
+    ok = wait_until(lambda: window.errors or (ws.is_settled() and not ws.model_loading), timeout)
+    if window.errors:
+        raise RuntimeError(window.errors[0])
+    if not ok:
+        raise RuntimeError(f"timed out after {timeout:.0f} s waiting for the cell to be classified")
+    if require_model and ws.classifier is None:
+        raise RuntimeError(window.model_label.toolTip() or "no model loaded")
+    if select and ws.cell is not None:
+        ws.select_next_least_confident()  # show the review state: the least confident chromosome selected
+        wait_until(lambda: False, 0.3)  # let the views repaint
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not window.grab().save(str(out)):
+        raise RuntimeError(f"could not write {out}")
+    return out
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.screenshot:
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtWidgets import QApplication
+
+    from .errors import install_excepthook, setup_logging
+    from .main_window import MainWindow
+    from .settings import Preferences
+
+    app = QApplication.instance() or QApplication([sys.argv[0]])
+    app.setApplicationName("ChromoDesk")
+    app.setOrganizationName("ChromoDesk")
+    from .compat import binding_problem
+
+    problem = binding_problem()
+    if problem:
+        print(f"chromodesk-gui: {problem}", file=sys.stderr)
+        return 3
+    try:
+        log_file = setup_logging()
+    except OSError:
+        log_file = None
+    prefs = Preferences(model=args.model, device=args.device)
+    if args.screenshot:
+        if not args.path:
+            print("chromodesk-gui: --screenshot needs an IMAGE", file=sys.stderr)
+            return 2
+        window = MainWindow(prefs, headless=True)
+        try:
+            out = screenshot(window, args.path, args.screenshot, args.timeout)
+        except Exception as exc:  # noqa: BLE001 - one line for the caller, details in the log
+            log.exception("screenshot failed")
+            print(f"chromodesk-gui: {exc}", file=sys.stderr)
+            window.close()
+            return 1
+        window.close()
+        print(out)
+        return 0
+    window = MainWindow(prefs)
+    install_excepthook(lambda: window)
+    window.show()
+    if log_file is not None:
+        log.info("started; log file %s", log_file)
+    if args.path:
+        window.workspace.open_path(args.path)
+    return app.exec()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""Undoable edits. Commands hold the document, record ids and before/after values: never widgets.
+
+Every redo/undo goes through a ``Karyotype`` method, so each emits the document event
+that the views (and autosave, reassignment, reclassification) react to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Iterable
+
+from PySide6.QtGui import QUndoCommand
+
+from chromodesk.core.document import Box, ChromosomeRecord, Karyotype, now_iso
+
+
+class AddBox(QUndoCommand):
+    def __init__(self, doc: Karyotype, box: Box, parent: QUndoCommand | None = None):
+        super().__init__(parent)
+        self.doc, self.box = doc, box
+        self.record_id = doc.new_id()
+        self.setText(f"add box {self.record_id}")
+        self._removed: ChromosomeRecord | None = None
+
+    def redo(self) -> None:
+        if self._removed is None:
+            self.doc.add(self.box, record_id=self.record_id)
+        else:  # put back what undo took away, including a prediction that arrived meanwhile
+            self.doc.restore(self._removed)
+
+    def undo(self) -> None:
+        self._removed = self.doc.remove(self.record_id)
+
+
+class MoveBox(QUndoCommand):
+    """Move or resize: one command per finished drag. Undo restores the record as it was."""
+
+    def __init__(self, doc: Karyotype, record_id: str, after: Box, parent: QUndoCommand | None = None):
+        super().__init__(parent)
+        self.doc, self.record_id, self.after = doc, record_id, after
+        self.before = replace(doc.get(record_id))
+        self.setText(f"move box {record_id}")
+
+    def redo(self) -> None:
+        self.doc.set_box(self.record_id, self.after)
+
+    def undo(self) -> None:
+        self.doc.restore(self.before)
+
+
+class DeleteBox(QUndoCommand):
+    def __init__(self, doc: Karyotype, record_id: str, parent: QUndoCommand | None = None):
+        super().__init__(parent)
+        self.doc, self.record_id = doc, record_id
+        self.before = replace(doc.get(record_id))
+        self.setText(f"delete box {record_id}")
+
+    def redo(self) -> None:
+        self.before = self.doc.remove(self.record_id)
+
+    def undo(self) -> None:
+        self.doc.restore(self.before)
+
+
+class SetLabels(QUndoCommand):
+    """Confirm labels, recording who and when (``label=None`` clears a confirmation).
+
+    One command for one chromosome or many ("accept all" is one undo step). Holds, per
+    record id, the (final, confirmed_by, confirmed_at) before and after.
+    """
+
+    def __init__(self, doc: Karyotype, changes: dict[str, str | None], reviewer: str | None,
+                 when: str | None = None, parent: QUndoCommand | None = None):
+        super().__init__(parent)
+        self.doc = doc
+        when = when or now_iso()
+        self.before: dict[str, tuple] = {}
+        self.after: dict[str, tuple] = {}
+        for rid, label in changes.items():
+            r = doc.get(rid)
+            self.before[rid] = (r.final, r.confirmed_by, r.confirmed_at)
+            self.after[rid] = (label, reviewer, when)
+        if len(changes) == 1:
+            rid, label = next(iter(changes.items()))
+            self.setText(f"{rid} = {label}" if label else f"clear {rid}")
+        else:
+            self.setText(f"accept {len(changes)} labels")
+
+    def redo(self) -> None:
+        for rid, values in self.after.items():
+            self.doc.set_final(rid, *values)
+
+    def undo(self) -> None:
+        for rid, values in reversed(list(self.before.items())):
+            self.doc.set_final(rid, *values)
+
+
+def set_label_command(doc: Karyotype, record_id: str, label: str | None, reviewer: str | None) -> SetLabels:
+    return SetLabels(doc, {record_id: label}, reviewer)
+
+
+def accept_command(doc: Karyotype, record_ids: Iterable[str], reviewer: str) -> QUndoCommand | None:
+    """One undo step that confirms the shown label of every listed chromosome not yet confirmed."""
+    changes = {}
+    for rid in record_ids:
+        r = doc.get(rid)
+        if not r.confirmed and r.label is not None:
+            changes[rid] = r.label
+    return SetLabels(doc, changes, reviewer) if changes else None

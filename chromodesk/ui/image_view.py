@@ -1,0 +1,269 @@
+"""The metaphase image with one box per chromosome (pyqtgraph).
+
+Zoom with the wheel, pan by dragging the background, levels in the histogram at the
+right. A box is coloured by its state and shows its label; hovering shows the top-3
+guesses; a click selects it. The selected box can be dragged and resized; the change
+becomes one undo command when the drag finishes. In draw mode a drag on the image
+draws a new box. The view never edits the document itself: it emits requests.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QFont, QPen
+from PySide6.QtWidgets import QGraphicsRectItem, QLabel, QVBoxLayout, QWidget
+
+from chromodesk.core.document import Box, ChromosomeRecord, Event
+
+from . import style
+
+
+def _label_font() -> QFont:
+    font = QFont()
+    font.setPointSize(8)
+    font.setBold(True)
+    return font
+
+
+class CellViewBox(pg.ViewBox):
+    """A ViewBox that can draw rectangles (draw mode) and reports clicks on the background."""
+
+    boxDrawn = Signal(object)  # QRectF, image coordinates
+    backgroundClicked = Signal()
+
+    def __init__(self):
+        super().__init__(invertY=True, lockAspect=True, enableMenu=False)
+        self.draw_mode = False
+        self._rubber = QGraphicsRectItem()
+        pen = QPen(style.SELECTED, 2, Qt.PenStyle.DashLine)
+        pen.setCosmetic(True)
+        self._rubber.setPen(pen)
+        self._rubber.setZValue(1000)
+        self._rubber.hide()
+        self.addItem(self._rubber, ignoreBounds=True)
+
+    def mouseDragEvent(self, ev, axis=None):
+        if self.draw_mode and ev.button() == Qt.MouseButton.LeftButton:
+            ev.accept()
+            start = self.mapSceneToView(ev.buttonDownScenePos(Qt.MouseButton.LeftButton))
+            rect = QRectF(start, self.mapSceneToView(ev.scenePos())).normalized()
+            if ev.isFinish():
+                self._rubber.hide()
+                self.boxDrawn.emit(rect)
+            else:
+                self._rubber.setRect(rect)
+                self._rubber.show()
+            return
+        super().mouseDragEvent(ev, axis)
+
+    def mouseClickEvent(self, ev):
+        if ev.button() == Qt.MouseButton.LeftButton:
+            ev.accept()
+            self.backgroundClicked.emit()
+            return
+        super().mouseClickEvent(ev)
+
+
+class ChromosomeROI(pg.ROI):
+    def __init__(self, record: ChromosomeRecord):
+        b = record.box
+        super().__init__((b.xmin, b.ymin), (b.width, b.height), movable=True, rotatable=False, resizable=False,
+                         removable=False, snapSize=1.0, translateSnap=True, scaleSnap=True)
+        self.record_id = record.id
+        self.translatable = False  # only the selected box moves: a click elsewhere never nudges a box
+        self.setAcceptedMouseButtons(Qt.MouseButton.LeftButton)
+        self.text = pg.TextItem(anchor=(0, 1))
+        self.text.setFont(_label_font())
+        self.text.setParentItem(self)
+        self.selected = False
+        self.update_from(record)
+
+    def box(self) -> Box:
+        pos, size = self.pos(), self.size()
+        x0, y0 = int(round(pos.x())), int(round(pos.y()))
+        return Box(x0, y0, x0 + int(round(size.x())), y0 + int(round(size.y())))
+
+    def update_from(self, record: ChromosomeRecord) -> None:
+        b = record.box
+        if self.box() != b:
+            self.blockSignals(True)
+            self.setPos((b.xmin, b.ymin), update=False, finish=False)
+            self.setSize((b.width, b.height), update=True, finish=False)
+            self.blockSignals(False)
+        colour = style.colour(record)
+        self.state_colour = colour
+        self._apply_pen()
+        text_colour = pg.mkColor(colour)
+        fill = pg.mkColor(colour)
+        fill.setAlpha(215)
+        self.text.setText(style.short_label(record), color=(255, 255, 255))
+        self.text.fill = pg.mkBrush(fill)
+        self.text.border = pg.mkPen(text_colour)
+        self.text.update()
+        self.setToolTip(style.tooltip(record))
+
+    def _apply_pen(self) -> None:
+        if self.selected:
+            self.setPen(pg.mkPen(style.SELECTED, width=3))
+            self.hoverPen = pg.mkPen(style.SELECTED, width=4)
+        else:
+            self.setPen(pg.mkPen(self.state_colour, width=2))
+            self.hoverPen = pg.mkPen(self.state_colour, width=4)
+        self.currentPen = self.hoverPen if self.mouseHovering else self.pen
+        self.update()
+
+    def set_selected(self, selected: bool) -> None:
+        if selected == self.selected:
+            return
+        self.selected = selected
+        self.translatable = selected
+        self.setZValue(20 if selected else 10)
+        if selected:
+            self.addScaleHandle((1, 1), (0, 0))
+            self.addScaleHandle((0, 0), (1, 1))
+        else:
+            for handle in list(self.getHandles()):
+                self.removeHandle(handle)
+        self._apply_pen()
+
+
+class ImageView(QWidget):
+    selectRequested = Signal(object)  # record id or None
+    boxDrawn = Signal(object)  # Box
+    boxEdited = Signal(str, object)  # record id, Box
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.graphics = pg.GraphicsView(background=(40, 40, 40))
+        self.viewbox = CellViewBox()
+        self.graphics.setCentralItem(self.viewbox)
+        self.image_item = pg.ImageItem(axisOrder="row-major")
+        self.viewbox.addItem(self.image_item)
+        self.histogram = pg.HistogramLUTWidget(image=self.image_item, orientation="horizontal")
+        self.histogram.setMaximumHeight(80)
+        self.histogram.setToolTip("Contrast: drag the handles to set the grey levels")
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(self.graphics, 1)
+        layout.addWidget(_legend())
+        layout.addWidget(self.histogram)
+        self.rois: dict[str, ChromosomeROI] = {}
+        self.cell = None
+        self.viewbox.boxDrawn.connect(self._drawn)
+        self.viewbox.backgroundClicked.connect(lambda: self.selectRequested.emit(None))
+
+    # -- binding ----------------------------------------------------------------------------------
+    def set_cell(self, cell) -> None:
+        if self.cell is not None:
+            self.cell.changed.disconnect(self._on_event)
+            self.cell.selectionChanged.disconnect(self._on_selection)
+        self.cell = cell
+        self._clear()
+        if cell is None:
+            self.image_item.clear()
+            return
+        gray = cell.gray
+        self.image_item.setImage(gray, autoLevels=False, levels=_auto_levels(gray))
+        self.histogram.setLevels(*_auto_levels(gray))
+        for record in cell.doc:
+            self._add(record)
+        cell.changed.connect(self._on_event)
+        cell.selectionChanged.connect(self._on_selection)
+        self._on_selection(cell.selected)
+        self.fit()
+
+    def fit(self) -> None:
+        if self.cell is not None:
+            self.viewbox.setRange(QRectF(0, 0, self.cell.doc.width, self.cell.doc.height), padding=0.02)
+
+    def set_draw_mode(self, on: bool) -> None:
+        self.viewbox.draw_mode = on
+        self.graphics.setCursor(Qt.CursorShape.CrossCursor if on else Qt.CursorShape.ArrowCursor)
+
+    # -- document events ------------------------------------------------------------------------------
+    def _on_event(self, event: Event) -> None:
+        doc = self.cell.doc
+        if event.kind == "reset":
+            self._clear()
+            for record in doc:
+                self._add(record)
+            return
+        if event.kind == "removed":
+            self._remove(event.record_id)
+            return
+        ids = [event.record_id] if event.record_id is not None else list(doc.records)
+        for rid in ids:
+            record = doc.records.get(rid)
+            if record is None:
+                continue
+            if rid in self.rois:
+                self.rois[rid].update_from(record)
+            else:
+                self._add(record)
+                if rid == self.cell.selected:
+                    self.rois[rid].set_selected(True)
+
+    def _on_selection(self, record_id) -> None:
+        for rid, roi in self.rois.items():
+            roi.set_selected(rid == record_id)
+        if record_id in self.rois:
+            self._ensure_visible(self.rois[record_id])
+
+    def _ensure_visible(self, roi: ChromosomeROI) -> None:
+        view = self.viewbox.viewRect()
+        b = roi.box()
+        rect = QRectF(b.xmin, b.ymin, b.width, b.height)
+        if not view.contains(rect):
+            centre = rect.center()
+            self.viewbox.translateBy(x=centre.x() - view.center().x(), y=centre.y() - view.center().y())
+
+    # -- items --------------------------------------------------------------------------------------
+    def _add(self, record: ChromosomeRecord) -> None:
+        roi = ChromosomeROI(record)
+        roi.setZValue(10)
+        roi.sigClicked.connect(self._roi_clicked)
+        roi.sigRegionChangeFinished.connect(self._roi_changed)
+        self.viewbox.addItem(roi)
+        self.rois[record.id] = roi
+
+    def _remove(self, record_id: str) -> None:
+        roi = self.rois.pop(record_id, None)
+        if roi is not None:
+            self.viewbox.removeItem(roi)
+
+    def _clear(self) -> None:
+        for rid in list(self.rois):
+            self._remove(rid)
+
+    def _roi_clicked(self, roi: ChromosomeROI, ev) -> None:
+        self.selectRequested.emit(roi.record_id)
+
+    def _roi_changed(self, roi: ChromosomeROI) -> None:
+        self.boxEdited.emit(roi.record_id, roi.box())
+
+    def _drawn(self, rect: QRectF) -> None:
+        box = Box(int(np.floor(rect.left())), int(np.floor(rect.top())), int(np.ceil(rect.right())),
+                  int(np.ceil(rect.bottom())))
+        self.boxDrawn.emit(box)
+
+    # -- for tests and scripts --------------------------------------------------------------------------
+    def map_image_to_widget(self, x: float, y: float) -> QPointF:
+        """Where image pixel (x, y) is in ``graphics.viewport()`` coordinates."""
+        scene = self.viewbox.mapViewToScene(QPointF(x, y))
+        return QPointF(self.graphics.mapFromScene(scene))
+
+
+def _legend() -> QLabel:
+    parts = [f"<span style='color:{style.colour(key).name()}'>■</span> {text}" for key, text in style.LEGEND]
+    label = QLabel("&nbsp;&nbsp;".join(parts) + "&nbsp;&nbsp;&nbsp;<span style='color:#777'>selected: "
+                   "<span style='color:#e6b800'>■</span> · wheel zoom · drag pan · B draw · Del delete · F fit</span>")
+    label.setContentsMargins(6, 2, 6, 2)
+    return label
+
+
+def _auto_levels(gray: np.ndarray) -> tuple[float, float]:
+    lo, hi = np.percentile(gray, (0.5, 99.5))
+    return (float(lo), float(hi)) if hi > lo else (0.0, 255.0)

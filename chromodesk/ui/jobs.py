@@ -1,0 +1,230 @@
+"""Background work on plain values: load the model, open a cell, classify, render, export.
+
+Every job is a plain function ``fn(*args, progress, is_cancelled)`` run on
+``QThreadPool.globalInstance()``. It never touches a widget or the live document: it
+gets arrays, boxes, record ids, box revisions or a detached copy of the document, and
+returns plain values. Results and errors come back as Qt signals (queued to the GUI
+thread); the GUI decides what still applies.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import traceback
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+
+from chromodesk.core.document import Box, Karyotype
+from chromodesk.core.labels import CLASSES
+from chromodesk.core.preprocess import CellCrops, PreprocessConfig, preprocess_cell
+
+log = logging.getLogger(__name__)
+
+
+class Cancelled(Exception):
+    """Raised inside a job function when its ``is_cancelled()`` became true."""
+
+
+class JobSignals(QObject):
+    progress = Signal(int, int, str)  # done, total, what
+    done = Signal(object)
+    failed = Signal(str, str)  # one-line message, details (traceback)
+    cancelled = Signal()
+    finished = Signal()  # always last, whatever happened
+
+
+class Job(QRunnable):
+    def __init__(self, name: str, fn: Callable[..., Any], *args, **kwargs):
+        super().__init__()
+        self.setAutoDelete(False)  # the runner keeps it until ``finished``
+        self.name = name
+        self.fn, self.args, self.kwargs = fn, args, kwargs
+        self.signals = JobSignals()
+        self._cancel = threading.Event()
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    @property
+    def is_cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def _progress(self, done: int, total: int, what: str = "") -> None:
+        if self._cancel.is_set():
+            raise Cancelled()
+        self.signals.progress.emit(int(done), int(total), what)
+
+    def run(self) -> None:  # worker thread
+        try:
+            result = self.fn(*self.args, progress=self._progress, is_cancelled=self._cancel.is_set, **self.kwargs)
+        except Cancelled:
+            self.signals.cancelled.emit()
+        except BaseException as exc:  # noqa: BLE001 - every error must reach the GUI as a dialog
+            message = str(exc) or type(exc).__name__
+            log.error("job %s failed: %s", self.name, message, exc_info=True)
+            self.signals.failed.emit(message, "".join(traceback.format_exception(exc)))
+        else:
+            if self._cancel.is_set():
+                self.signals.cancelled.emit()
+            else:
+                self.signals.done.emit(result)
+        finally:
+            self.signals.finished.emit()
+
+
+class JobRunner(QObject):
+    """Starts jobs on the global pool and keeps them alive until they finish."""
+
+    activeChanged = Signal(int)
+
+    def __init__(self, parent: QObject | None = None):
+        super().__init__(parent)
+        self._active: set[Job] = set()
+        self.pool = QThreadPool.globalInstance()
+
+    def start(self, job: Job) -> Job:
+        self._active.add(job)
+        job.signals.finished.connect(lambda job=job: self._finished(job))
+        self.pool.start(job)
+        self.activeChanged.emit(len(self._active))
+        return job
+
+    def _finished(self, job: Job) -> None:
+        self._active.discard(job)
+        self.activeChanged.emit(len(self._active))
+
+    def active(self) -> int:
+        return len(self._active)
+
+    def cancel_all(self) -> None:
+        for job in list(self._active):
+            job.cancel()
+
+    def shutdown(self, msecs: int = 30000) -> bool:
+        """Cancel everything and wait for the worker threads (window close, end of a test)."""
+        self.cancel_all()
+        return self.pool.waitForDone(msecs)
+
+
+# -- job functions (worker thread; plain values in, plain values out) --------------------------------
+@dataclass(frozen=True)
+class ModelMissing:
+    path: str
+
+
+def load_classifier(model: str | None, device: str, *, progress, is_cancelled):
+    """The trained bundle as a ``Classifier``; ``ModelMissing`` if there is no bundle file."""
+    progress(0, 0, "Loading model")
+    from chromodesk.inference.bundle import DEFAULT_MODEL, bundle_paths  # torch: imported here, off the GUI thread
+    from chromodesk.inference.classifier import Classifier
+
+    path = Path(model) if model else DEFAULT_MODEL
+    json_path, _ = bundle_paths(path)
+    if not json_path.is_file():
+        return ModelMissing(str(json_path))
+    return Classifier(json_path, device=device)
+
+
+@dataclass
+class OpenResult:
+    doc: Karyotype
+    gray: np.ndarray
+    source: str  # annotations | detected | session
+    session_path: Path | None
+    restored: bool
+    notes: list[str]
+
+
+def open_cell_job(image_path: str, session_path: str | None, *, progress, is_cancelled) -> OpenResult:
+    """Read image + boxes (VOC, else detection), or the saved session when it matches the image."""
+    from chromodesk.core.imaging import load_gray
+    from chromodesk.pipeline import open_cell
+
+    progress(0, 0, f"Opening {Path(image_path).name}")
+    notes: list[str] = []
+    if session_path and Path(session_path).is_file():
+        from chromodesk.core.session import load_session
+
+        image = load_gray(image_path)
+        try:
+            doc = load_session(session_path, expected_sha256=image.sha256)
+        except Exception as exc:  # noqa: BLE001 - a bad session must not lock the user out of the image
+            notes.append(f"Saved session {session_path} not used: {exc}")
+            log.warning("session %s not restored: %s", session_path, exc)
+        else:
+            return OpenResult(doc, image.gray, "session", Path(session_path), True, notes)
+    doc, image, source = open_cell(image_path)
+    return OpenResult(doc, image.gray, source, Path(session_path) if session_path else None, False, notes)
+
+
+@dataclass(frozen=True)
+class ClassifyItem:
+    record_id: str
+    box: Box
+    box_revision: int
+
+
+@dataclass
+class ClassifyResult:
+    model_id: str
+    predictions: list[tuple[str, int, np.ndarray]]  # record id, box revision, probabilities
+    targets: frozenset[str]
+
+
+def classify_job(gray: np.ndarray, items: tuple[ClassifyItem, ...], targets: frozenset[str], classifier, *,
+                 progress, is_cancelled, chunk: int = 16) -> ClassifyResult:
+    """Preprocess the whole cell (features are relative to it), predict in chunks for progress."""
+    n = len(items)
+    progress(0, n + 1, f"Preprocessing {n} chromosomes")
+    crops = preprocess_cell(gray, [it.box for it in items], classifier.preprocess)
+    for info, it in zip(crops.raw, items):
+        info["box"] = it.box.as_list()  # a plain value a test double can key on; ignored by real models
+    progress(1, n + 1, "Classifying")
+    probs = []
+    for start in range(0, n, chunk):
+        part = CellCrops(crops.images[start : start + chunk], crops.features[start : start + chunk],
+                         crops.raw[start : start + chunk])
+        out = np.asarray(classifier.predict(part), dtype=np.float64)
+        if out.shape != (len(part.images), len(CLASSES)):
+            raise ValueError(f"classifier returned {out.shape}, expected ({len(part.images)}, {len(CLASSES)})")
+        probs.append(out)
+        progress(1 + min(start + chunk, n), n + 1, "Classifying")
+    allp = np.concatenate(probs) if probs else np.zeros((0, len(CLASSES)))
+    predictions = [(it.record_id, it.box_revision, p) for it, p in zip(items, allp)]
+    return ClassifyResult(str(classifier.model_id), predictions, targets)
+
+
+def detached(doc: Karyotype) -> Karyotype:
+    """A copy of the document with no listeners: safe to hand to a worker thread."""
+    return Karyotype(doc.image_path, doc.image_sha256, doc.width, doc.height,
+                     records={k: replace(r) for k, r in doc.records.items()},
+                     annotation_path=doc.annotation_path, warnings=list(doc.warnings), revision=doc.revision)
+
+
+@dataclass
+class KaryogramResult:
+    revision: int
+    image: np.ndarray
+    slots: dict[str, tuple[int, int, int, int]]
+    placements: dict[str, tuple[int, int, int, int]]
+
+
+def karyogram_job(doc: Karyotype, gray: np.ndarray, cfg: PreprocessConfig, iscn: str | None, *,
+                  progress, is_cancelled) -> KaryogramResult:
+    from chromodesk.core.export import layout_karyogram
+
+    fig = layout_karyogram(doc, gray, cfg, iscn)
+    return KaryogramResult(doc.revision, fig.image, dict(fig.slots), dict(fig.placements))
+
+
+def export_job(doc: Karyotype, gray: np.ndarray, out_dir: str, formats: tuple[str, ...], iscn: str | None,
+               cfg: PreprocessConfig, *, progress, is_cancelled) -> dict[str, Path]:
+    from chromodesk.core.export import export_all
+
+    progress(0, 0, "Exporting")
+    return export_all(doc, gray, out_dir, formats=formats, iscn=iscn, cfg=cfg)

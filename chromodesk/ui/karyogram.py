@@ -1,0 +1,245 @@
+"""The live karyogram (the export's own renderer) with counts, flags and the ISCN formula.
+
+The picture comes from ``core.export.layout_karyogram`` in a background job, with the
+rectangle of every chromosome and slot; a click maps back through those rectangles to
+a record id. Dragging a chromosome (from here, or a table row) onto another slot
+relabels it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import QMimeData, QPoint, QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QColor, QDrag, QFont, QImage, QPainter, QPen, QPixmap
+from PySide6.QtWidgets import QGridLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
+
+from . import style
+
+MIME = "application/x-chromodesk-record"
+
+
+class KaryogramView(QWidget):
+    selectRequested = Signal(object)  # record id
+    labelDropped = Signal(str, str)  # record id, label
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setMinimumSize(260, 160)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.setAcceptDrops(True)
+        self.setMouseTracking(True)
+        self._pixmap: QPixmap | None = None
+        self._size = (1, 1)
+        self.placements: dict[str, tuple[int, int, int, int]] = {}
+        self.slots: dict[str, tuple[int, int, int, int]] = {}
+        self.selected: str | None = None
+        self._press: QPoint | None = None
+        self._press_id: str | None = None
+        self._drop_slot: str | None = None
+        self.cell = None
+
+    def set_cell(self, cell) -> None:
+        if self.cell is not None:
+            self.cell.selectionChanged.disconnect(self.show_selection)
+        self.cell = cell
+        self._pixmap = None
+        self.placements, self.slots = {}, {}
+        self.selected = None
+        if cell is not None:
+            cell.selectionChanged.connect(self.show_selection)
+            self.selected = cell.selected
+        self.update()
+
+    def set_result(self, result) -> None:
+        """A ``jobs.KaryogramResult``: picture, slot and chromosome rectangles."""
+        rgb = np.ascontiguousarray(result.image)
+        h, w, _ = rgb.shape
+        image = QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888)
+        self._pixmap = QPixmap.fromImage(image.copy())
+        self._size = (w, h)
+        self.placements = dict(result.placements)
+        self.slots = dict(result.slots)
+        self.update()
+
+    def show_selection(self, record_id) -> None:
+        self.selected = record_id
+        self.update()
+
+    # -- geometry ---------------------------------------------------------------------------------------
+    def _target(self) -> QRectF:
+        w, h = self._size
+        scale = min(self.width() / w, self.height() / h)
+        tw, th = w * scale, h * scale
+        return QRectF((self.width() - tw) / 2, (self.height() - th) / 2, tw, th)
+
+    def to_picture(self, pos: QPointF) -> tuple[float, float]:
+        t = self._target()
+        s = t.width() / self._size[0]
+        return (pos.x() - t.left()) / s, (pos.y() - t.top()) / s
+
+    def to_widget(self, rect: tuple[int, int, int, int]) -> QRectF:
+        t = self._target()
+        s = t.width() / self._size[0]
+        x0, y0, x1, y1 = rect
+        return QRectF(t.left() + x0 * s, t.top() + y0 * s, (x1 - x0) * s, (y1 - y0) * s)
+
+    def record_at(self, pos: QPointF, pad: float = 4.0) -> str | None:
+        x, y = self.to_picture(pos)
+        best, best_d = None, None
+        for rid, (x0, y0, x1, y1) in self.placements.items():
+            if x0 - pad <= x <= x1 + pad and y0 - pad <= y <= y1 + pad:
+                d = abs(x - (x0 + x1) / 2)
+                if best_d is None or d < best_d:
+                    best, best_d = rid, d
+        return best
+
+    def slot_at(self, pos: QPointF) -> str | None:
+        x, y = self.to_picture(pos)
+        for label, (x0, y0, x1, y1) in self.slots.items():
+            if x0 <= x <= x1 and y0 <= y <= y1:
+                return label
+        return None
+
+    # -- painting ----------------------------------------------------------------------------------------
+    def paintEvent(self, event) -> None:
+        p = QPainter(self)
+        p.fillRect(self.rect(), QColor(255, 255, 255))
+        if self._pixmap is None:
+            p.setPen(QColor(120, 120, 120))
+            p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter,
+                       "Karyogram" if self.cell is None else "Arranging the karyogram…")
+            return
+        p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
+        p.drawPixmap(self._target(), self._pixmap, QRectF(0, 0, *self._size))
+        if self._drop_slot in self.slots:
+            p.setPen(QPen(style.SELECTED, 2, Qt.PenStyle.DashLine))
+            p.drawRect(self.to_widget(self.slots[self._drop_slot]))
+        if self.selected in self.placements:
+            pen = QPen(QColor(230, 160, 0), 3)
+            p.setPen(pen)
+            p.drawRect(self.to_widget(self.placements[self.selected]).adjusted(-3, -3, 3, 3))
+
+    # -- mouse: click selects, drag onto a slot relabels ----------------------------------------------------
+    def mousePressEvent(self, event) -> None:
+        if event.button() == Qt.MouseButton.LeftButton and self._pixmap is not None:
+            rid = self.record_at(event.position())
+            self._press, self._press_id = event.position().toPoint(), rid
+            if rid is not None:
+                self.selectRequested.emit(rid)
+
+    def mouseMoveEvent(self, event) -> None:
+        if self._pixmap is not None and not event.buttons():
+            rid = self.record_at(event.position())
+            record = self.cell.doc.records.get(rid) if (rid and self.cell is not None) else None
+            self.setToolTip(style.tooltip(record) if record is not None else "")
+            return
+        if self._press_id is None or self._press is None:
+            return
+        if (event.position().toPoint() - self._press).manhattanLength() < 8:
+            return
+        drag = QDrag(self)
+        mime = QMimeData()
+        mime.setData(MIME, self._press_id.encode())
+        drag.setMimeData(mime)
+        self._press_id = None
+        drag.exec(Qt.DropAction.MoveAction)
+
+    def mouseReleaseEvent(self, event) -> None:
+        self._press = self._press_id = None
+
+    def dragEnterEvent(self, event) -> None:
+        if event.mimeData().hasFormat(MIME):
+            event.acceptProposedAction()
+
+    def dragMoveEvent(self, event) -> None:
+        slot = self.slot_at(event.position())
+        if slot != self._drop_slot:
+            self._drop_slot = slot
+            self.update()
+        if slot is not None:
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dragLeaveEvent(self, event) -> None:
+        self._drop_slot = None
+        self.update()
+
+    def dropEvent(self, event) -> None:
+        self._drop_slot = None
+        self.update()
+        rid = bytes(event.mimeData().data(MIME)).decode()
+        if self.drop_record(rid, event.position()):
+            event.acceptProposedAction()
+
+    def drop_record(self, record_id: str, pos: QPointF) -> bool:
+        """Relabel ``record_id`` as the slot under ``pos`` (the drop handler; also used by tests)."""
+        slot = self.slot_at(pos)
+        if slot is None or not record_id:
+            return False
+        self.labelDropped.emit(record_id, slot)
+        return True
+
+
+class CountsPanel(QWidget):
+    """ISCN formula, review progress and flags. (The count of every class is on the karyogram itself.)"""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.iscn = QLabel("—")
+        font = QFont(self.iscn.font())
+        font.setPointSizeF(font.pointSizeF() * 1.5)
+        font.setBold(True)
+        self.iscn.setFont(font)
+        self.iscn.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.summary = QLabel("")
+        self.flags = QLabel("")
+        self.flags.setWordWrap(True)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 4, 6, 4)
+        top = QGridLayout()
+        top.addWidget(self.iscn, 0, 0)
+        top.addWidget(self.summary, 0, 1, Qt.AlignmentFlag.AlignRight)
+        layout.addLayout(top)
+        layout.addWidget(self.flags)
+        self.cell = None
+
+    def set_cell(self, cell) -> None:
+        if self.cell is not None:
+            self.cell.changed.disconnect(self.refresh)
+        self.cell = cell
+        if cell is not None:
+            cell.changed.connect(self.refresh)
+        self.refresh()
+
+    def refresh(self, *_):
+        cell = self.cell
+        if cell is None:
+            self.iscn.setText("—")
+            self.summary.setText("")
+            self.flags.setText("")
+            return
+        counts = cell.counts()
+        flags = cell.flags()
+        total = len(cell.doc)
+        confirmed = sum(1 for r in cell.doc if r.confirmed)
+        unlabelled = total - sum(counts.values())
+        self.iscn.setText(cell.iscn())
+        self.iscn.setToolTip("Suggested ISCN karyotype for numerical findings (from the labels shown)")
+        self.summary.setText(f"{total} chromosomes · {confirmed} confirmed"
+                             + (f" · {unlabelled} unlabelled" if unlabelled else ""))
+        texts = []
+        for f in flags:
+            if f["type"] == "gain":
+                texts.append(f"+{f['label']} ({f['count']} copies)")
+            elif f["type"] == "loss":
+                texts.append(f"−{f['label']} ({f['count']} cop{'y' if f['count'] == 1 else 'ies'})")
+            elif f["type"] == "sex":
+                texts.append(f"sex chromosomes {f['label']}")
+            elif f["type"] == "total":
+                texts.append(f"total {f['count']} ≠ 46")
+        if texts:
+            self.flags.setText("<span style='color:#c00000'><b>Flags:</b> " + " · ".join(texts) + "</span>")
+        else:
+            self.flags.setText("<span style='color:#1a7f37'><b>No numerical flags</b> (2 of each autosome, "
+                               f"{'XX' if counts['X'] == 2 else 'XY'}, 46 in total)</span>")

@@ -1,0 +1,370 @@
+"""The main window: menus, docks, status bar, and the wires between views and the workspace.
+
+No state lives here: the document is in ``workspace.cell.doc``; the views draw it and
+send requests to ``Workspace`` methods, which push undo commands.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Callable
+
+from PySide6.QtCore import QSize, Qt, QUrl
+from PySide6.QtGui import QAction, QDesktopServices, QKeySequence
+from PySide6.QtWidgets import (
+    QApplication,
+    QDockWidget,
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from chromodesk.core.imaging import SUPPORTED_SUFFIXES
+
+from .case import CaseList
+from .dialogs import ExportDialog, PreferencesDialog
+from .errors import log_dir, show_error
+from .image_view import ImageView
+from .karyogram import CountsPanel, KaryogramView
+from .palette import LabelPalette, ReviewKeys
+from .settings import Preferences
+from .table import ChromosomeTable
+from .workspace import Workspace, device_name
+
+log = logging.getLogger(__name__)
+
+IMAGE_FILTER = "Images (" + " ".join(f"*{s}" for s in SUPPORTED_SUFFIXES) + ");;All files (*)"
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, prefs: Preferences | None = None, classifier_factory: Callable[[], object] | None = None,
+                 load_model: bool = True, headless: bool = False):
+        super().__init__()
+        self.setWindowTitle("ChromoDesk")
+        self.setAcceptDrops(True)
+        self.headless = headless  # errors are collected instead of shown (screenshot mode)
+        self.errors: list[str] = []
+        self.prefs = prefs or Preferences()
+        self.workspace = ws = Workspace(self.prefs, classifier_factory, self)
+
+        # -- views ------------------------------------------------------------------------------------------
+        self.image_view = ImageView()
+        self.setCentralWidget(self.image_view)
+        self.table = ChromosomeTable()
+        self.case_list = CaseList()
+        self.karyogram = KaryogramView()
+        self.counts = CountsPanel()
+        self.palette = LabelPalette()
+        karyogram_box = QWidget()
+        kl = QVBoxLayout(karyogram_box)
+        kl.setContentsMargins(0, 0, 0, 0)
+        kl.setSpacing(0)
+        kl.addWidget(self.counts)
+        kl.addWidget(self.karyogram, 1)
+        self.table_dock = self._dock("Chromosomes", self.table, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.case_dock = self._dock("Case", self.case_list, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.karyogram_dock = self._dock("Karyogram", karyogram_box, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.palette_dock = self._dock("Label", self.palette, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.splitDockWidget(self.karyogram_dock, self.palette_dock, Qt.Orientation.Vertical)
+        self.splitDockWidget(self.case_dock, self.table_dock, Qt.Orientation.Vertical)
+        self.case_dock.hide()
+        self.resizeDocks([self.table_dock, self.karyogram_dock], [250, 640], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.karyogram_dock, self.palette_dock], [620, 260], Qt.Orientation.Vertical)
+        self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
+
+        # -- status bar ------------------------------------------------------------------------------------
+        bar = self.statusBar()
+        self.progress = QProgressBar()
+        self.progress.setMaximumWidth(220)
+        self.progress.setTextVisible(True)
+        self.cancel_button = QToolButton()
+        self.cancel_button.setText("Cancel")
+        self.cancel_button.clicked.connect(lambda: ws.cancel_classification())
+        self.review_label = QLabel("")
+        self.model_label = QLabel("Loading model…")
+        self.device_label = QLabel("")
+        for w in (self.progress, self.cancel_button, self.review_label, self.model_label, self.device_label):
+            bar.addPermanentWidget(w)
+        self.progress.hide()
+        self.cancel_button.hide()
+
+        self._make_actions()
+        self.keys = ReviewKeys(self)
+        QApplication.instance().installEventFilter(self.keys)
+
+        # -- wiring ----------------------------------------------------------------------------------------
+        ws.cellChanged.connect(self._cell_changed)
+        ws.caseChanged.connect(self._case_changed)
+        ws.modelChanged.connect(self._model_changed)
+        ws.progress.connect(self._progress)
+        ws.idle.connect(self._idle)
+        ws.karyogramReady.connect(self.karyogram.set_result)
+        ws.message.connect(lambda text: self.statusBar().showMessage(text, 15000))
+        ws.error.connect(self.report_error)
+        ws.exported.connect(self._exported)
+        ws.saved.connect(self._saved)
+        for view in (self.image_view, self.table, self.karyogram):
+            view.selectRequested.connect(self._select)
+        self.image_view.boxDrawn.connect(ws.add_box)
+        self.image_view.boxEdited.connect(ws.move_box)
+        self.karyogram.labelDropped.connect(ws.set_label)
+        self.palette.labelClicked.connect(ws.label_selected)
+        self.palette.acceptClicked.connect(ws.accept_selected)
+        self.palette.acceptAllClicked.connect(ws.accept_all)
+        self.palette.nextClicked.connect(ws.select_next_least_confident)
+        self.keys.labelEntered.connect(ws.label_selected)
+        self.keys.acceptPressed.connect(ws.accept_selected)
+        self.keys.nextPressed.connect(ws.select_next_least_confident)
+        self.keys.typedChanged.connect(self.palette.show_typed)
+        self.case_list.openRequested.connect(ws.open_image)
+        self._cell_changed(None)
+        if load_model:
+            ws.load_model_soon()  # after the window is up: start-up never waits for torch
+
+    def sizeHint(self) -> QSize:
+        return QSize(1600, 1000)
+
+    def _dock(self, title: str, widget: QWidget, area) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(title)
+        dock.setWidget(widget)
+        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
+                         | QDockWidget.DockWidgetFeature.DockWidgetFloatable
+                         | QDockWidget.DockWidgetFeature.DockWidgetClosable)
+        self.addDockWidget(area, dock)
+        return dock
+
+    # -- actions and menus -------------------------------------------------------------------------------
+    def _action(self, text: str, slot, shortcut=None, checkable: bool = False, tip: str = "") -> QAction:
+        action = QAction(text, self)
+        if shortcut:
+            action.setShortcut(QKeySequence(shortcut))
+        action.setCheckable(checkable)
+        if tip:
+            action.setStatusTip(tip)
+        action.triggered.connect(slot)
+        self.addAction(action)
+        return action
+
+    def _make_actions(self) -> None:
+        ws = self.workspace
+        m = self.menuBar()
+        file = m.addMenu("&File")
+        file.addAction(self._action("&Open image…", self.open_dialog, QKeySequence.StandardKey.Open))
+        file.addAction(self._action("Open &folder as case…", self.open_folder_dialog, "Ctrl+Shift+O"))
+        self.recent_menu = file.addMenu("Open &recent")
+        self.recent_menu.aboutToShow.connect(self._fill_recent)
+        file.addSeparator()
+        self.export_action = self._action("&Export…", self.export_dialog, "Ctrl+E")
+        file.addAction(self.export_action)
+        file.addSeparator()
+        file.addAction(self._action("&Quit", self.close, QKeySequence.StandardKey.Quit))
+
+        edit = m.addMenu("&Edit")
+        self.undo_action = ws.undo_group.createUndoAction(self, "&Undo")
+        self.undo_action.setShortcut(QKeySequence.StandardKey.Undo)
+        self.redo_action = ws.undo_group.createRedoAction(self, "&Redo")
+        self.redo_action.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
+        edit.addAction(self.undo_action)
+        edit.addAction(self.redo_action)
+        edit.addSeparator()
+        self.draw_action = self._action("&Draw box", self.image_view.set_draw_mode, "B", checkable=True,
+                                        tip="Drag on the image to add a chromosome box")
+        edit.addAction(self.draw_action)
+        self.delete_action = self._action("&Delete box", ws.delete_selected, QKeySequence.StandardKey.Delete)
+        edit.addAction(self.delete_action)
+        edit.addSeparator()
+        edit.addAction(self._action("Accept selected label\tSpace", ws.accept_selected))
+        edit.addAction(self._action("Accept &all labels", ws.accept_all, "Ctrl+Shift+A"))
+        edit.addAction(self._action("Next least confident\tTab", ws.select_next_least_confident))
+
+        view = m.addMenu("&View")
+        view.addAction(self._action("&Fit image", self.image_view.fit, "F"))
+        view.addSeparator()
+        for dock in (self.table_dock, self.case_dock, self.karyogram_dock, self.palette_dock):
+            view.addAction(dock.toggleViewAction())
+
+        cell = m.addMenu("&Cell")
+        cell.addAction(self._action("&Classify again", lambda: ws.classify(force=True), "Ctrl+R"))
+        cell.addAction(self._action("Cancel classification", lambda: ws.cancel_classification()))
+        cell.addSeparator()
+        cell.addAction(self._action("&Next cell", lambda: ws.step_cell(+1), "Ctrl+PgDown"))
+        cell.addAction(self._action("&Previous cell", lambda: ws.step_cell(-1), "Ctrl+PgUp"))
+
+        tools = m.addMenu("&Tools")
+        tools.addAction(self._action("&Train model…", self.train_dialog))
+        tools.addAction(self._action("Choose &model…", self.choose_model_dialog))
+        tools.addAction(self._action("&Preferences…", self.preferences_dialog, QKeySequence.StandardKey.Preferences))
+
+        help_ = m.addMenu("&Help")
+        help_.addAction(self._action("&Keyboard", self.keyboard_help, QKeySequence.StandardKey.HelpContents))
+        help_.addAction(self._action("Open &log folder", lambda: QDesktopServices.openUrl(
+            QUrl.fromLocalFile(str(log_dir())))))
+
+    # -- slots ----------------------------------------------------------------------------------------------
+    def _select(self, record_id) -> None:
+        if self.workspace.cell is not None:
+            self.workspace.cell.select(record_id)
+
+    def _cell_changed(self, cell) -> None:
+        for view in (self.image_view, self.table, self.karyogram, self.counts, self.palette):
+            view.set_cell(cell)
+        has = cell is not None
+        for action in (self.export_action, self.draw_action, self.delete_action):
+            action.setEnabled(has)
+        if cell is None:
+            self.setWindowTitle("ChromoDesk")
+            self.review_label.setText("")
+            return
+        cell.changed.connect(self._update_review)
+        self._update_review()
+        position = ""
+        if cell.image_path in self.workspace.case:
+            position = f" ({self.workspace.case.index(cell.image_path) + 1}/{len(self.workspace.case)})"
+        self.setWindowTitle(f"ChromoDesk — {cell.image_path.name}{position}")
+        self.case_list.show_current(cell.image_path)
+
+    def _update_review(self, *_):
+        cell = self.workspace.cell
+        if cell is None:
+            return
+        done = sum(1 for r in cell.doc if r.confirmed)
+        self.review_label.setText(f"Reviewed {done}/{len(cell.doc)}")
+
+    def _case_changed(self, images) -> None:
+        self.case_list.set_case(images)
+        self.case_dock.show()
+
+    def _saved(self, path) -> None:
+        cell = self.workspace.cell
+        if cell is not None:
+            self.case_list.update_status(cell.image_path, sum(1 for r in cell.doc if r.confirmed), len(cell.doc))
+
+    def _model_changed(self, classifier, text: str) -> None:
+        if classifier is None:
+            self.model_label.setText("No model" if "Loading" not in text else "Loading model…")
+            self.device_label.setText("")
+            self.model_label.setToolTip(text)
+            if "Loading" not in text:
+                self.statusBar().showMessage(text, 0)
+            return
+        self.model_label.setText(f"Model: {classifier.model_id}")
+        self.model_label.setToolTip(text)
+        self.device_label.setText(f"Device: {device_name(classifier)}")
+        self.statusBar().showMessage(text, 8000)
+
+    def _progress(self, what: str, done: int, total: int) -> None:
+        self.progress.show()
+        self.cancel_button.setVisible(self.workspace.is_classifying())
+        self.progress.setRange(0, max(total, 0))
+        self.progress.setValue(done)
+        self.progress.setFormat(f"{what} %p%" if total else what)
+
+    def _idle(self) -> None:
+        self.progress.hide()
+        self.cancel_button.hide()
+
+    def report_error(self, summary: str, details: str = "") -> None:
+        if self.headless:
+            log.error("%s\n%s", summary, details)
+            self.errors.append(summary)
+            return
+        show_error(self, summary, details)
+
+    # -- dialogs ------------------------------------------------------------------------------------------
+    def open_dialog(self) -> None:
+        start = str(Path(self.prefs.recent[0]).parent) if self.prefs.recent else ""
+        path, _ = QFileDialog.getOpenFileName(self, "Open metaphase image", start, IMAGE_FILTER)
+        if path:
+            self.workspace.open_image(path)
+
+    def open_folder_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Open a folder of cells")
+        if folder:
+            self.workspace.open_folder(folder)
+
+    def _fill_recent(self) -> None:
+        self.recent_menu.clear()
+        for path in self.prefs.recent:
+            action = self.recent_menu.addAction(path)
+            action.triggered.connect(lambda _=False, p=path: self.workspace.open_path(p))
+        if not self.prefs.recent:
+            self.recent_menu.addAction("(none)").setEnabled(False)
+
+    def export_dialog(self) -> ExportDialog | None:
+        cell = self.workspace.cell
+        if cell is None:
+            return None
+        dialog = ExportDialog(cell.doc, cell.image_path.parent / "chromodesk-export", self)
+        dialog.accepted.connect(lambda: self.workspace.export(dialog.out_dir(), dialog.formats()))
+        dialog.open()
+        return dialog
+
+    def _exported(self, written) -> None:
+        folder = Path(next(iter(written.values()))).parent if written else ""
+        self.statusBar().showMessage(f"Exported {', '.join(written)} to {folder}", 15000)
+
+    def preferences_dialog(self) -> PreferencesDialog:
+        dialog = PreferencesDialog(self.prefs, self)
+        dialog.accepted.connect(lambda: dialog.apply() and self.workspace.load_model())
+        dialog.open()
+        return dialog
+
+    def choose_model_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Choose model bundle", self.prefs.model, "Model bundle (*.json)")
+        if path:
+            self.use_model(path)
+
+    def use_model(self, path: str) -> None:
+        self.prefs.model = path
+        self.prefs.sync()
+        self.workspace.load_model()
+
+    def train_dialog(self):
+        from .train_dialog import TrainDialog
+
+        dialog = TrainDialog(self.workspace.case, self)
+        dialog.modelReady.connect(self._offer_model)
+        dialog.show()
+        return dialog
+
+    def _offer_model(self, path: str) -> None:
+        answer = QMessageBox.question(self, "New model", f"Training finished.\nUse the new model {path}?")
+        if answer == QMessageBox.StandardButton.Yes:
+            self.use_model(path)
+
+    def keyboard_help(self) -> None:
+        QMessageBox.information(self, "Keyboard", (
+            "Click a box, a table row or a karyogram chromosome to select it.\n\n"
+            "1…22, X, Y then Enter   label the selected chromosome\n"
+            "Space   accept its label          Tab   next least confident\n"
+            "Ctrl+Shift+A   accept all          Delete   delete the box\n"
+            "B   draw mode (drag to add a box)   F   fit the image\n"
+            "Ctrl+Z / Ctrl+Shift+Z   undo / redo\n"
+            "Ctrl+PgDown / Ctrl+PgUp   next / previous cell of the case\n"
+            "Drag a chromosome from the karyogram or the table onto a slot to relabel it."))
+
+    # -- drag and drop of files ------------------------------------------------------------------------------
+    def dragEnterEvent(self, event) -> None:
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:
+        urls = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+        if urls:
+            self.workspace.open_path(urls[0])
+            event.acceptProposedAction()
+
+    def closeEvent(self, event) -> None:
+        QApplication.instance().removeEventFilter(self.keys)
+        self.workspace.shutdown()
+        super().closeEvent(event)
+
+
+__all__ = ["MainWindow"]

@@ -1,0 +1,522 @@
+"""The open cell and everything that follows from its document's events.
+
+``Cell`` wraps one ``Karyotype`` (the only state), its grey image, its undo stack and
+the current selection. ``Workspace`` owns the cell, the classifier and the job
+runner; it reacts to document events with derived work only:
+
+* any edit             -> autosave (coalesced to one write per event-loop turn)
+* a label confirmed    -> cell-level reassignment (confirmed labels are constraints)
+* a box added / moved  -> classification of the records that have no prediction
+* anything             -> karyogram re-render in the background (debounced)
+
+Widgets call the edit methods here (each pushes one ``QUndoCommand``) and listen to
+``Cell.changed`` / ``Cell.selectionChanged``; ``main_window`` only connects things.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtGui import QUndoGroup, QUndoStack
+
+from chromodesk.core.document import Box, Event, Karyotype
+from chromodesk.core.imaging import SUPPORTED_SUFFIXES
+from chromodesk.core.karyotype import cell_flags, iscn_string
+from chromodesk.core.preprocess import PreprocessConfig
+from chromodesk.pipeline import reassign
+
+from . import commands, jobs
+from .settings import Preferences
+
+log = logging.getLogger(__name__)
+
+MIN_BOX_SIDE = 4  # pixels; a smaller drag is a slip, not a chromosome
+
+
+class Cell(QObject):
+    changed = Signal(object)  # chromodesk.core.document.Event
+    selectionChanged = Signal(object)  # record id or None
+
+    def __init__(self, doc: Karyotype, gray: np.ndarray, source: str, session_path: Path | None,
+                 parent: QObject | None = None):
+        super().__init__(parent)
+        self.doc, self.gray, self.source, self.session_path = doc, gray, source, session_path
+        self.undo = QUndoStack(self)
+        self.selected: str | None = None
+        self._unsubscribe = doc.subscribe(self._on_event)
+
+    @property
+    def image_path(self) -> Path:
+        return Path(self.doc.image_path)
+
+    def _on_event(self, event: Event) -> None:
+        if event.kind == "removed" and event.record_id == self.selected:
+            self.select(None)
+        self.changed.emit(event)
+
+    def select(self, record_id: str | None) -> None:
+        if record_id is not None and record_id not in self.doc.records:
+            record_id = None
+        if record_id != self.selected:
+            self.selected = record_id
+            self.selectionChanged.emit(record_id)
+
+    def close(self) -> None:
+        self._unsubscribe()
+
+    def counts(self) -> dict[str, int]:
+        return self.doc.counts()
+
+    def iscn(self) -> str:
+        return iscn_string(self.doc.counts())
+
+    def flags(self) -> list[dict]:
+        return cell_flags(self.doc.counts())
+
+
+def list_cell_images(folder: str | Path) -> list[Path]:
+    """Images of a case folder (or of its ``images/`` subfolder), sorted by name."""
+    folder = Path(folder)
+    if (folder / "images").is_dir():
+        folder = folder / "images"
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES)
+
+
+def session_path_for(image_path: str | Path) -> Path | None:
+    try:
+        from chromodesk.core.session import default_session_path
+    except ImportError:  # pragma: no cover - session support not installed yet
+        return None
+    return Path(default_session_path(image_path))
+
+
+class Workspace(QObject):
+    cellChanged = Signal(object)  # Cell | None
+    caseChanged = Signal(object)  # list[Path]
+    modelChanged = Signal(object, str)  # classifier | None, status text
+    progress = Signal(str, int, int)  # what, done, total (total 0 = busy without a known end)
+    idle = Signal()
+    classified = Signal(int)  # number of predictions applied
+    karyogramReady = Signal(object)  # jobs.KaryogramResult
+    exported = Signal(object)  # dict[str, Path]
+    saved = Signal(object)  # Path
+    message = Signal(str)  # for the status bar
+    error = Signal(str, str)  # summary, details -> one dialog
+
+    def __init__(self, prefs: Preferences, classifier_factory: Callable[[], object] | None = None,
+                 parent: QObject | None = None):
+        super().__init__(parent)
+        self.prefs = prefs
+        self.classifier_factory = classifier_factory
+        self.classifier = None
+        self.model_loading = False
+        self.runner = jobs.JobRunner(self)
+        self.undo_group = QUndoGroup(self)
+        self.cell: Cell | None = None
+        self.case: list[Path] = []
+        self._open_job: jobs.Job | None = None
+        self._classify_job: jobs.Job | None = None
+        self._classify_again = False
+        self._render_job: jobs.Job | None = None
+        self._render_again = False
+        self._save_failed_for: Path | None = None
+        self._pending: set[str] = set()
+        self._force_next = False
+        self._render_timer = QTimer(self, singleShot=True, interval=150)
+        self._render_timer.timeout.connect(self._render_karyogram)
+
+    # -- model -------------------------------------------------------------------------------------
+    def load_model_soon(self) -> None:
+        """Load the model once the event loop runs (the window paints first); loading counts from now."""
+        self.model_loading = True
+        QTimer.singleShot(0, self, self.load_model)
+
+    def load_model(self) -> None:
+        """Load the classifier in the background (at start-up and when preferences change)."""
+        self.model_loading = True
+        self.modelChanged.emit(None, "Loading model…")
+        if self.classifier_factory is not None:
+            job = jobs.Job("load model", lambda progress, is_cancelled: self.classifier_factory())
+        else:
+            job = jobs.Job("load model", jobs.load_classifier, self.prefs.model or None, self.prefs.device)
+        job.signals.done.connect(self._model_loaded)
+        job.signals.failed.connect(self._model_failed)
+        self.runner.start(job)
+
+    def _model_loaded(self, result) -> None:
+        self.model_loading = False
+        if isinstance(result, jobs.ModelMissing):
+            self.classifier = None
+            self.modelChanged.emit(None, f"No model bundle ({Path(result.path).name} not found): "
+                                         "classification is off. Tools ▸ Train model… or Tools ▸ Choose model…")
+            return
+        self.classifier = result
+        self.modelChanged.emit(result, f"Model {result.model_id} on {device_name(result)}")
+        if self.cell is not None:
+            self.classify(force=False)
+
+    def _model_failed(self, message: str, details: str) -> None:
+        self.model_loading = False
+        self.classifier = None
+        self.modelChanged.emit(None, "Model not loaded (see the error); classification is off")
+        self.error.emit(f"Could not load the model: {message}", details)
+
+    @property
+    def preprocess(self) -> PreprocessConfig:
+        return getattr(self.classifier, "preprocess", None) or PreprocessConfig()
+
+    # -- opening -------------------------------------------------------------------------------------
+    def open_path(self, path: str | Path) -> None:
+        path = Path(path)
+        if path.is_dir():
+            self.open_folder(path)
+        else:
+            self.open_image(path)
+
+    def open_folder(self, folder: str | Path) -> None:
+        images = list_cell_images(folder)
+        if not images:
+            self.error.emit(f"{folder}: no images ({', '.join(SUPPORTED_SUFFIXES)}) in this folder", "")
+            return
+        self.case = images
+        self.caseChanged.emit(images)
+        self.open_image(images[0])
+
+    def open_image(self, path: str | Path) -> None:
+        path = Path(path)
+        if self.cell is not None and self.cell.image_path == path:
+            return
+        if self._open_job is not None:
+            self._open_job.cancel()
+        self.flush()
+        job = jobs.Job("open", jobs.open_cell_job, str(path), _str(session_path_for(path)))
+        job.signals.progress.connect(self._job_progress)
+        job.signals.done.connect(lambda result, job=job: self._opened(job, result))
+        job.signals.failed.connect(lambda m, d, job=job: self._open_failed(job, path, m, d))
+        job.signals.finished.connect(self._job_finished)
+        self._open_job = job
+        self.runner.start(job)
+
+    def _open_failed(self, job: jobs.Job, path: Path, message: str, details: str) -> None:
+        if job is self._open_job:
+            self._open_job = None
+        self.error.emit(f"Could not open {path.name}: {message}", details)
+
+    def _opened(self, job: jobs.Job, result: jobs.OpenResult) -> None:
+        if job is not self._open_job:
+            return  # an older open finished after a newer one was asked for
+        self._open_job = None
+        self.set_cell(Cell(result.doc, result.gray, result.source, result.session_path, self))
+        self.prefs.add_recent(result.doc.image_path)
+        notes = list(result.notes) + list(result.doc.warnings[:3])
+        if result.restored:
+            done = len([r for r in result.doc if r.confirmed])
+            notes.insert(0, f"Restored your saved review ({done}/{len(result.doc)} confirmed)")
+        elif result.source == "detected":
+            notes.insert(0, f"No annotation file: {len(result.doc)} boxes proposed automatically; check them")
+        if notes:
+            self.message.emit(" · ".join(notes))
+
+    def set_cell(self, cell: Cell | None) -> None:
+        """Make ``cell`` current (tests and the headless mode may build one directly)."""
+        self.cancel_classification(quiet=True)
+        old = self.cell
+        if old is not None:
+            self.flush()
+            old.close()
+            self.undo_group.removeStack(old.undo)
+            old.deleteLater()
+        self.cell = cell
+        self._save_failed_for = None
+        if cell is not None:
+            if cell.session_path is None:
+                cell.session_path = session_path_for(cell.image_path)
+            cell.changed.connect(self._on_event)
+            self.undo_group.addStack(cell.undo)
+            self.undo_group.setActiveStack(cell.undo)
+        self.cellChanged.emit(cell)
+        if cell is not None:
+            self.classify(force=False)
+            self._render_timer.start(0)
+
+    # -- reacting to the document ------------------------------------------------------------------------
+    def _on_event(self, event: Event) -> None:
+        self._schedule_save()
+        if event.kind != "prediction":
+            self._schedule_reassign()
+        if event.kind in ("added", "box"):
+            self.classify(force=False)
+        self._render_timer.start()
+
+    def _schedule_reassign(self) -> None:
+        if "reassign" not in self._pending:
+            self._pending.add("reassign")
+            QTimer.singleShot(0, self, self._reassign)
+
+    def _reassign(self) -> None:
+        self._pending.discard("reassign")
+        if self.cell is not None and any(r.probabilities is not None for r in self.cell.doc):
+            reassign(self.cell.doc)
+
+    def _schedule_save(self) -> None:
+        if "save" not in self._pending:
+            self._pending.add("save")
+            QTimer.singleShot(0, self, self.flush)
+
+    def flush(self) -> None:
+        """Write the session now (after every change; also before switching cells or quitting)."""
+        was_pending = "save" in self._pending
+        self._pending.discard("save")
+        cell = self.cell
+        if not was_pending or cell is None or cell.session_path is None:
+            return
+        from chromodesk.core.session import save_session
+
+        try:
+            save_session(cell.doc, cell.session_path)
+        except Exception as exc:  # noqa: BLE001 - tell the user once per cell, keep working
+            log.exception("autosave to %s failed", cell.session_path)
+            if self._save_failed_for != cell.session_path:
+                self._save_failed_for = cell.session_path
+                import traceback
+
+                self.error.emit(f"Autosave to {cell.session_path} failed: {exc}. Your corrections are not being "
+                                "saved; export them before closing.", traceback.format_exc())
+        else:
+            self.saved.emit(cell.session_path)
+
+    # -- classification -----------------------------------------------------------------------------------
+    def classify(self, force: bool = True) -> bool:
+        """Classify in the background: every record (``force``) or those without a prediction.
+
+        One job at a time; a request while one runs is remembered and served when it ends.
+        """
+        cell = self.cell
+        if cell is None or self.classifier is None:
+            return False
+        self._force_next = self._force_next or force
+        if self._classify_job is not None:
+            self._classify_again = True
+            if force:
+                self._classify_job.cancel()  # restart on every record as soon as it stops
+            return True
+        force, self._force_next = self._force_next, False
+        doc = cell.doc
+        targets = frozenset(r.id for r in doc if force or r.probabilities is None)
+        if not targets:
+            return False
+        items = tuple(jobs.ClassifyItem(r.id, r.box, r.box_revision) for r in doc)
+        job = jobs.Job("classify", jobs.classify_job, cell.gray, items, targets, self.classifier)
+        job.failed_flag = False
+        job.signals.progress.connect(self._job_progress)
+        job.signals.done.connect(lambda result, job=job, cell=cell: self._classified(job, cell, result))
+        job.signals.failed.connect(lambda m, d, job=job: self._classify_failed(job, m, d))
+        job.signals.finished.connect(lambda job=job: self._classify_finished(job))
+        self._classify_job = job
+        self.runner.start(job)
+        return True
+
+    def _classified(self, job: jobs.Job, cell: Cell, result: jobs.ClassifyResult) -> None:
+        if job is not self._classify_job or cell is not self.cell:
+            return  # cancelled, or another cell is open now
+        applied = 0
+        for rid, revision, probs in result.predictions:
+            # only boxes unchanged since the snapshot; set_prediction never touches a confirmed label
+            if rid in result.targets and cell.doc.set_prediction(rid, probs, result.model_id, box_revision=revision):
+                applied += 1
+        reassign(cell.doc)
+        self.classified.emit(applied)
+
+    def _classify_failed(self, job: jobs.Job, message: str, details: str) -> None:
+        job.failed_flag = True
+        if job is self._classify_job:
+            self.error.emit(f"Classification failed: {message}", details)
+
+    def _classify_finished(self, job: jobs.Job) -> None:
+        if job is not self._classify_job:
+            self._job_finished()
+            return
+        self._classify_job = None
+        again, self._classify_again = self._classify_again, False
+        self._job_finished()
+        cell = self.cell
+        missing = cell is not None and any(r.probabilities is None for r in cell.doc)
+        if again or (missing and not job.failed_flag and not job.is_cancelled):
+            # boxes added or changed while the job ran were skipped: classify them now
+            QTimer.singleShot(0, self, lambda: self.classify(force=False))
+
+    def cancel_classification(self, quiet: bool = False) -> None:
+        self._classify_again = self._force_next = False
+        if self._classify_job is not None:
+            self._classify_job.cancel()
+            self._classify_job = None  # a result that still arrives is ignored
+            if not quiet:
+                self.message.emit("Classification cancelled")
+            self._job_finished()
+
+    def is_classifying(self) -> bool:
+        return self._classify_job is not None
+
+    def _job_progress(self, done: int, total: int, what: str) -> None:
+        self.progress.emit(what, done, total)
+
+    def _job_finished(self) -> None:
+        if self._classify_job is None and self._open_job is None:
+            self.idle.emit()
+
+    # -- karyogram --------------------------------------------------------------------------------------
+    def _render_karyogram(self) -> None:
+        cell = self.cell
+        if cell is None:
+            return
+        if self._render_job is not None:
+            self._render_again = True
+            return
+        job = jobs.Job("karyogram", jobs.karyogram_job, jobs.detached(cell.doc), cell.gray, self.preprocess,
+                       cell.iscn())
+        job.signals.done.connect(lambda result, cell=cell: self._rendered(cell, result))
+        job.signals.failed.connect(lambda m, d: self.error.emit(f"Karyogram rendering failed: {m}", d))
+        job.signals.finished.connect(self._render_finished)
+        self._render_job = job
+        self.runner.start(job)
+
+    def _rendered(self, cell: Cell, result: jobs.KaryogramResult) -> None:
+        if cell is self.cell:
+            self.karyogramReady.emit(result)
+
+    def _render_finished(self) -> None:
+        self._render_job = None
+        if self._render_again:
+            self._render_again = False
+            self._render_timer.start()
+
+    # -- edits (each one undo step) -------------------------------------------------------------------------
+    def _push(self, command) -> None:
+        if self.cell is not None and command is not None:
+            self.cell.undo.push(command)
+
+    def set_label(self, record_id: str, label: str) -> None:
+        cell = self.cell
+        if cell is None or record_id not in cell.doc.records:
+            return
+        r = cell.doc.get(record_id)
+        if r.confirmed and r.final == label:
+            return
+        self._push(commands.set_label_command(cell.doc, record_id, label, self.prefs.reviewer))
+
+    def label_selected(self, label: str) -> bool:
+        if self.cell is None or self.cell.selected is None:
+            self.message.emit("Select a chromosome first (click its box, its row or its karyogram picture)")
+            return False
+        self.set_label(self.cell.selected, label)
+        return True
+
+    def accept(self, record_ids) -> None:
+        if self.cell is not None:
+            self._push(commands.accept_command(self.cell.doc, list(record_ids), self.prefs.reviewer))
+
+    def accept_selected(self) -> None:
+        cell = self.cell
+        if cell is None or cell.selected is None:
+            self.message.emit("Select a chromosome first")
+            return
+        if cell.doc.get(cell.selected).label is None:
+            self.message.emit("No label to accept yet: pick one in the palette")
+            return
+        self.accept([cell.selected])
+        self.select_next_least_confident()
+
+    def accept_all(self) -> None:
+        if self.cell is not None:
+            self.accept([r.id for r in self.cell.doc if not r.confirmed])
+
+    def add_box(self, box: Box) -> str | None:
+        cell = self.cell
+        if cell is None:
+            return None
+        box = box.clipped(cell.doc.width, cell.doc.height)
+        if box.width < MIN_BOX_SIDE or box.height < MIN_BOX_SIDE:
+            return None
+        command = commands.AddBox(cell.doc, box)
+        self._push(command)
+        cell.select(command.record_id)
+        return command.record_id
+
+    def move_box(self, record_id: str, box: Box) -> None:
+        cell = self.cell
+        if cell is None or record_id not in cell.doc.records:
+            return
+        box = box.clipped(cell.doc.width, cell.doc.height)
+        if box == cell.doc.get(record_id).box or box.width < MIN_BOX_SIDE or box.height < MIN_BOX_SIDE:
+            # nothing changed (or a collapsed box): views re-show the document's box
+            cell.changed.emit(Event("box", record_id))
+            return
+        self._push(commands.MoveBox(cell.doc, record_id, box))
+
+    def delete_selected(self) -> None:
+        cell = self.cell
+        if cell is not None and cell.selected is not None:
+            self._push(commands.DeleteBox(cell.doc, cell.selected))
+
+    def select_next_least_confident(self) -> None:
+        """Tab: the unconfirmed chromosomes from least to most confident, one after another."""
+        cell = self.cell
+        if cell is None:
+            return
+        order = sorted((r for r in cell.doc if not r.confirmed),
+                       key=lambda r: (-1.0 if r.confidence is None else r.confidence, r.id))
+        if not order:
+            self.message.emit("Every chromosome is confirmed")
+            return
+        ids = [r.id for r in order]
+        if cell.selected in ids:
+            cell.select(ids[(ids.index(cell.selected) + 1) % len(ids)])
+        else:
+            cell.select(ids[0])
+
+    # -- case -----------------------------------------------------------------------------------------------------
+    def step_cell(self, delta: int) -> None:
+        if not self.case:
+            return
+        current = self.cell.image_path if self.cell is not None else None
+        index = self.case.index(current) if current in self.case else -1
+        target = index + delta
+        if 0 <= target < len(self.case):
+            self.open_image(self.case[target])
+
+    # -- export ---------------------------------------------------------------------------------------------------
+    def export(self, out_dir: str | Path, formats: tuple[str, ...]) -> None:
+        cell = self.cell
+        if cell is None:
+            return
+        job = jobs.Job("export", jobs.export_job, jobs.detached(cell.doc), cell.gray, str(out_dir), tuple(formats),
+                       cell.iscn(), self.preprocess)
+        job.signals.progress.connect(self._job_progress)
+        job.signals.done.connect(self.exported.emit)
+        job.signals.failed.connect(lambda m, d: self.error.emit(f"Export failed: {m}", d))
+        job.signals.finished.connect(self._job_finished)
+        self.runner.start(job)
+
+    def is_settled(self) -> bool:
+        """Nothing running or scheduled: model loaded (or known missing), cell open, classified, drawn."""
+        return (self.cell is not None and not self.model_loading and self._open_job is None
+                and self._classify_job is None and self._render_job is None and not self._render_timer.isActive()
+                and not self._pending
+                and (self.classifier is None or all(r.probabilities is not None for r in self.cell.doc)))
+
+    def shutdown(self) -> None:
+        self.flush()
+        self._render_timer.stop()
+        self.runner.shutdown()
+
+
+def device_name(classifier) -> str:
+    return str(getattr(classifier, "device", "cpu"))
+
+
+def _str(path: Path | None) -> str | None:
+    return None if path is None else str(path)

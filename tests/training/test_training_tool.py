@@ -1,0 +1,84 @@
+"""The training tool end to end on a tiny synthetic dataset (seconds, CPU)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from training.cli import main
+
+FAST = ["--input-size", "32", "--batch-size", "16", "--quiet", "--threads", "1"]
+
+
+def test_report_grid_runs_end_to_end_and_writes_table_and_curves(tiny_crops, tmp_path):
+    out = tmp_path / "grid"
+    rc = main(["grid", "--data", str(tiny_crops), "--out", str(out), "--epochs", "1", "--max-train", "48",
+               "--optimizers", "adam", "sgd", "rmsprop", "--lrs", "1e-4", "1e-3", "1e-2", *FAST])
+    assert rc == 0
+    rows = json.loads((out / "grid.json").read_text())
+    assert [(r["optimizer"], r["lr"]) for r in rows] == [(o, lr) for o in ("adam", "sgd", "rmsprop") for lr in (1e-4, 1e-3, 1e-2)]
+    assert (out / "grid.md").read_text().count("\n") == 2 + 9
+    for r in rows:
+        assert (out / r["curves"]).stat().st_size > 1000  # a real PNG, not an empty file
+        assert 0.0 <= r["val_acc"] <= 1.0
+    # one split for every configuration, by case
+    splits = {(out / r["config"] / "split.json").read_text() for r in rows}
+    assert len(splits) == 1
+
+
+def test_fit_learns_resumes_and_evaluate_reproduces_its_figures(tiny_crops, tmp_path, capsys):
+    run = tmp_path / "run"
+    args = ["fit", "--data", str(tiny_crops), "--out", str(run), "--optimizer", "adam", "--lr", "3e-3", *FAST]
+    assert main(args + ["--epochs", "2", "--schedule", "cosine"]) == 0
+    first = json.loads((run / "history.json").read_text())
+    assert len(first) == 2
+    # resume continues from the checkpoint instead of starting over
+    assert main(args + ["--epochs", "4", "--schedule", "cosine", "--resume"]) == 0
+    history = json.loads((run / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4]
+    assert history[:2] == first
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["test"]["accuracy"] > 1.5 / 24  # better than chance on unseen cases
+    split = json.loads((run / "split.json").read_text())
+    parts = {}
+    for key, part in split.items():
+        parts.setdefault(part, set()).add(key)
+    assert parts["train"].isdisjoint(parts["test"]) and parts["train"].isdisjoint(parts["val"])
+    assert (run / "confusion.png").is_file() and (run / "model.safetensors").is_file()
+
+    capsys.readouterr()
+    out_json = tmp_path / "eval.json"
+    assert main(["evaluate", "--model", str(run / "model.json"), "--data", str(tiny_crops), "--json", str(out_json),
+                 "--quiet"]) == 0
+    result = json.loads(out_json.read_text())
+    for key in ("n_chromosomes", "n_cells", "accuracy", "cell_accuracy", "per_class", "seconds",
+                "assigned_accuracy", "assigned_cell_accuracy"):
+        assert key in result
+    assert result["n_chromosomes"] == metrics["test"]["n_chromosomes"]
+    assert result["accuracy"] == pytest.approx(metrics["test"]["accuracy"], abs=1e-9)
+
+
+def test_bad_data_folder_is_one_line_error(tmp_path, capsys):
+    rc = main(["fit", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "r"), *FAST])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2
+    assert err.count("\n") == 0 and "nope" in err and "not found" in err
+
+
+def test_two_process_gloo_training(tiny_crops, tmp_path):
+    """torch.distributed through torchrun: two CPU processes on the gloo backend."""
+    run = tmp_path / "ddp"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           "-m", "training.cli", "fit", "--data", str(tiny_crops), "--out", str(run), "--epochs", "1",
+           "--max-train", "64", *FAST]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=Path(__file__).parents[2])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    history = json.loads((run / "history.json").read_text())
+    assert len(history) == 1
+    assert (run / "model.json").is_file()

@@ -1,0 +1,150 @@
+"""Boxes drawn, moved and deleted with the mouse; stale results; cancel; errors as dialogs."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QPointF, Qt
+from PySide6.QtWidgets import QMessageBox
+
+from chromodesk.core.document import Box
+
+from .conftest import mouse_click, mouse_drag, open_and_classify
+from .fakes import FakeClassifier
+
+
+def test_draw_a_box_and_it_is_classified(qtbot, window, cell_files):
+    open_and_classify(qtbot, window, cell_files[0])
+    ws = window.workspace
+    doc = ws.cell.doc
+    view = window.image_view
+    viewport = view.graphics.viewport()
+    window.draw_action.trigger()
+    assert view.viewbox.draw_mode
+    start, end = view.map_image_to_widget(900, 600), view.map_image_to_widget(960, 700)
+    with qtbot.waitSignal(ws.classified, timeout=30000):
+        mouse_drag(qtbot, viewport, start, end)
+    assert len(doc) == 47
+    new = doc.get(ws.cell.selected)  # the new box is selected
+    assert abs(new.box.xmin - 900) <= 3 and abs(new.box.ymax - 700) <= 3
+    assert new.probabilities is not None and new.label is not None
+    assert new.id in view.rois and window.table.model().rowCount() == 47
+    # one undo step removes it again
+    window.undo_action.trigger()
+    assert len(doc) == 46 and new.id not in view.rois
+    window.redo_action.trigger()
+    assert new.id in doc.records and doc.get(new.id).probabilities is not None
+
+
+def test_click_selects_and_drag_moves_the_selected_box(qtbot, window, cell_files):
+    open_and_classify(qtbot, window, cell_files[0])
+    ws = window.workspace
+    doc = ws.cell.doc
+    view = window.image_view
+    viewport = view.graphics.viewport()
+    record = max(doc, key=lambda r: r.box.area)  # a big box: easy to hit
+    b = record.box
+    centre = view.map_image_to_widget((b.xmin + b.xmax) / 2, (b.ymin + b.ymax) / 2)
+    mouse_click(qtbot, viewport, centre)
+    assert ws.cell.selected == record.id
+    assert view.rois[record.id].selected and view.rois[record.id].translatable
+    revision = record.box_revision
+    offset = view.map_image_to_widget(b.xmin + 40, b.ymin + 25) - view.map_image_to_widget(b.xmin, b.ymin)
+    with qtbot.waitSignal(ws.classified, timeout=30000):
+        mouse_drag(qtbot, viewport, centre, centre + offset)
+    moved = doc.get(record.id)
+    assert ws.cell.undo.count() == 1  # the whole drag is one command
+    assert moved.box_revision == revision + 1
+    assert abs(moved.box.xmin - (b.xmin + 40)) <= 3 and abs(moved.box.ymin - (b.ymin + 25)) <= 3
+    assert moved.box.width == b.width and moved.box.height == b.height
+    qtbot.waitUntil(lambda: doc.get(record.id).probabilities is not None, timeout=30000)
+    window.undo_action.trigger()
+    assert doc.get(record.id).box == b
+    assert view.rois[record.id].box() == b
+
+
+def test_click_on_background_clears_selection_and_delete_key(qtbot, window, cell_files):
+    open_and_classify(qtbot, window, cell_files[0])
+    ws = window.workspace
+    rid = next(iter(ws.cell.doc.records))
+    ws.cell.select(rid)
+    window.delete_action.trigger()
+    assert rid not in ws.cell.doc.records and ws.cell.selected is None
+    assert rid not in window.image_view.rois
+    assert window.table.model().rowCount() == 45
+    window.undo_action.trigger()
+    assert rid in ws.cell.doc.records and rid in window.image_view.rois
+    ws.cell.select(rid)
+    mouse_click(qtbot, window.image_view.graphics.viewport(), QPointF(3, 3))  # outside the image
+    assert ws.cell.selected is None
+
+
+def test_results_apply_only_to_unchanged_boxes(qtbot, make_window, cell_files):
+    slow = FakeClassifier.from_voc(cell_files[1], (1134, 759), delay=0.6)
+    window = make_window(slow)
+    ws = window.workspace
+    ws.open_image(cell_files[0])
+    qtbot.waitUntil(lambda: ws.cell is not None and ws.is_classifying(), timeout=20000)
+    assert slow.started.wait(20)
+    doc = ws.cell.doc
+    rid = next(iter(doc.records))
+    b = doc.get(rid).box
+    ws.move_box(rid, Box(b.xmin + 5, b.ymin, b.xmax + 5, b.ymax))  # while the job runs
+    with qtbot.waitSignal(ws.classified, timeout=30000) as first:
+        pass
+    assert first.args[0] == 45  # the moved box's stale result was dropped
+    assert doc.get(rid).probabilities is None
+    with qtbot.waitSignal(ws.classified, timeout=30000) as second:
+        pass
+    assert second.args[0] == 1 and doc.get(rid).probabilities is not None
+    qtbot.waitUntil(ws.is_settled, timeout=30000)
+
+
+def test_cancel_classification(qtbot, make_window, cell_files):
+    slow = FakeClassifier.from_voc(cell_files[1], (1134, 759), delay=1.0)
+    window = make_window(slow)
+    ws = window.workspace
+    ws.open_image(cell_files[0])
+    qtbot.waitUntil(lambda: window.cancel_button.isVisible(), timeout=20000)
+    applied = []
+    ws.classified.connect(applied.append)
+    qtbot.mouseClick(window.cancel_button, Qt.MouseButton.LeftButton)
+    assert not window.progress.isVisible() and not ws.is_classifying()
+    qtbot.waitUntil(lambda: ws.runner.active() == 0, timeout=30000)
+    qtbot.wait(100)
+    assert applied == []
+    assert all(r.probabilities is None for r in ws.cell.doc)
+    assert "cancelled" in window.statusBar().currentMessage().lower()
+
+
+def test_worker_error_becomes_one_dialog(qtbot, make_window, cell_files, monkeypatch):
+    shown = []
+
+    def fake_exec(box):
+        shown.append((box.text(), box.detailedText(), box.icon()))
+        return QMessageBox.StandardButton.Ok
+
+    monkeypatch.setattr(QMessageBox, "exec", fake_exec)
+    broken = FakeClassifier.from_voc(cell_files[1], (1134, 759), fail="GPU fell off the bus")
+    window = make_window(broken)
+    ws = window.workspace
+    ws.open_image(cell_files[0])
+    qtbot.waitUntil(lambda: len(shown) == 1, timeout=30000)
+    qtbot.waitUntil(lambda: ws.runner.active() == 0, timeout=30000)
+    qtbot.wait(200)
+    assert len(shown) == 1  # one dialog, no retry storm
+    text, details, icon = shown[0]
+    assert "Classification failed: GPU fell off the bus" in text
+    assert "Traceback" in details and "RuntimeError" in details
+    assert icon == QMessageBox.Icon.Critical
+    assert window.isVisible()  # no crash: the boxes are still there to work with
+    assert len(window.image_view.rois) == 46
+
+
+def test_open_error_becomes_a_dialog(qtbot, window, tmp_path, monkeypatch):
+    shown = []
+    monkeypatch.setattr(QMessageBox, "exec", lambda box: shown.append(box.text()) or 0)
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"not a jpeg at all")
+    window.workspace.open_image(bad)
+    qtbot.waitUntil(lambda: bool(shown), timeout=20000)
+    assert "broken.jpg" in shown[0]
+    assert window.workspace.cell is None

@@ -1,0 +1,185 @@
+"""A real metaphase through the app: open -> classify -> correct (click, keys, karyogram) -> undo -> export."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QPointF, Qt
+from PySide6.QtWidgets import QDialog
+
+from chromodesk.core.labels import CLASSES
+
+from .conftest import mouse_click, open_and_classify
+
+
+def _doc(window):
+    return window.workspace.cell.doc
+
+
+def test_open_classify_correct_undo_redo_export(qtbot, window, cell_files, tmp_path):
+    image, _ = cell_files
+    ws = window.workspace
+    open_and_classify(qtbot, window, image)
+    doc = _doc(window)
+    assert len(doc) == 46
+    assert all(r.probabilities is not None and r.model_id == "fake-model" for r in doc)
+    # the fake follows the file labels; the cell-level assignment keeps them
+    assert all(r.label == r.file_label for r in doc)
+    assert window.counts.iscn.text() == "46,XX"
+    assert window.table.model().rowCount() == 46
+    assert len(window.image_view.rois) == 46
+    assert "fake-model" in window.model_label.text() and "cpu" in window.device_label.text()
+
+    # 1. palette click on the selected chromosome
+    first = next(iter(doc.records))
+    ws.cell.select(first)
+    window.palette.buttons["5"].click()
+    assert doc.get(first).final == "5" and doc.get(first).confirmed_by == "tester"
+    assert doc.get(first).confirmed_at
+    assert window.palette.buttons["5"].isChecked()
+
+    # 2. keyboard: type 1 7 Enter on another chromosome
+    second = list(doc.records)[1]
+    ws.cell.select(second)
+    for key in (Qt.Key.Key_1, Qt.Key.Key_7):
+        qtbot.keyClick(window.table, key)
+    assert "17" in window.palette.typed.text()
+    qtbot.keyClick(window.table, Qt.Key.Key_Return)
+    assert doc.get(second).final == "17"
+
+    # 3. Space accepts the suggestion, and Tab moves on to the least confident left
+    third = list(doc.records)[2]
+    ws.cell.select(third)
+    suggested = doc.get(third).label
+    qtbot.keyClick(window.table, Qt.Key.Key_Space)
+    assert doc.get(third).final == suggested and doc.get(third).confirmed
+    ws.cell.select(None)
+    qtbot.keyClick(window.table, Qt.Key.Key_Tab)
+    unsure = min((r for r in doc if not r.confirmed), key=lambda r: (r.confidence, r.id))
+    assert ws.cell.selected == unsure.id
+
+    # counts and flags follow at once (5 wrongly twice... a third 5, a third 17)
+    qtbot.waitUntil(lambda: "+5" in window.counts.iscn.text() or "+17" in window.counts.iscn.text(), timeout=5000)
+
+    # 4. undo / redo through the Edit menu actions
+    assert ws.cell.undo.count() == 3
+    window.undo_action.trigger()
+    assert not doc.get(third).confirmed
+    window.undo_action.trigger()
+    assert doc.get(second).final is None
+    window.redo_action.trigger()
+    assert doc.get(second).final == "17"
+    window.undo_action.trigger()
+    window.undo_action.trigger()
+    assert doc.get(first).final is None
+    qtbot.waitUntil(lambda: window.counts.iscn.text() == "46,XX", timeout=5000)
+
+    # 5. accept all, then export through the dialog
+    window.palette.accept_all_button.click()
+    assert not doc.unreviewed()
+    assert ws.cell.undo.count() == 1  # one undo step for "accept all"
+    dialog = window.export_dialog()
+    assert "All 46 chromosomes are confirmed" in dialog.warning.text()
+    dialog.folder.setText(str(tmp_path / "out"))
+    with qtbot.waitSignal(ws.exported, timeout=30000) as blocker:
+        dialog.accept()
+    written = blocker.args[0]
+    assert set(written) == {"csv", "karyogram", "annotated", "voc"}
+    for path in written.values():
+        assert path.is_file() and path.stat().st_size > 0
+    csv = written["csv"].read_text()
+    assert csv.count("tester") == 46
+
+
+def test_export_dialog_warns_about_unreviewed(qtbot, window, cell_files):
+    open_and_classify(qtbot, window, cell_files[0])
+    dialog = window.export_dialog()
+    assert dialog.unreviewed == 46
+    assert "46 of 46 chromosomes are not reviewed" in dialog.warning.text()
+    dialog.reject()
+
+
+def test_karyogram_click_selects_and_drop_relabels(qtbot, window, cell_files):
+    open_and_classify(qtbot, window, cell_files[0])
+    view = window.karyogram
+    qtbot.waitUntil(lambda: len(view.placements) == 46, timeout=20000)
+    rid, rect = next(iter(view.placements.items()))
+    centre = view.to_widget(rect).center()
+    mouse_click(qtbot, view, centre)
+    assert window.workspace.cell.selected == rid
+    assert window.table.selectionModel().selectedRows()[0].data(Qt.ItemDataRole.UserRole + 2) == rid
+    assert window.image_view.rois[rid].selected
+
+    slot = view.to_widget(view.slots["21"]).center()
+    assert view.drop_record(rid, slot)
+    doc = _doc(window)
+    assert doc.get(rid).final == "21" and doc.get(rid).confirmed
+    # the karyogram is redrawn with the chromosome in its new slot
+    x0, y0, x1, y1 = view.slots["21"]
+    qtbot.waitUntil(lambda: rid in view.placements and x0 <= view.placements[rid][0] <= x1, timeout=20000)
+
+
+def test_table_click_and_sort(qtbot, window, cell_files):
+    open_and_classify(qtbot, window, cell_files[0])
+    table = window.table
+    table.sortByColumn(2, Qt.SortOrder.AscendingOrder)  # confidence: the unsure ones first
+    first = table.model().index(0, 0).data()
+    assert _doc(window).get(first).confidence == min(r.confidence for r in _doc(window))
+    table.selectRow(0)
+    assert window.workspace.cell.selected == first
+    assert window.image_view.rois[first].selected
+
+
+def test_confirmed_labels_survive_reclassification(qtbot, window, cell_files):
+    open_and_classify(qtbot, window, cell_files[0])
+    ws = window.workspace
+    doc = _doc(window)
+    rid = next(r.id for r in doc if r.file_label == "1")
+    ws.set_label(rid, "Y")  # a deliberate "correction" the classifier disagrees with
+    with qtbot.waitSignal(ws.classified, timeout=30000):
+        ws.classify(force=True)
+    qtbot.waitUntil(ws.is_settled, timeout=30000)
+    record = doc.get(rid)
+    assert record.final == "Y" and record.confirmed_by == "tester"
+    assert record.predicted == "1"  # the new prediction is stored beside it
+    assert record.assigned == "Y"  # and the cell-level assignment treats it as fixed
+    assert record.label == "Y"
+    assert "Y" in window.counts.iscn.text()
+
+
+def test_reviewer_and_time_recorded(qtbot, window, cell_files, prefs):
+    open_and_classify(qtbot, window, cell_files[0])
+    prefs.reviewer = "Dr. Ada"
+    rid = next(iter(_doc(window).records))
+    window.workspace.cell.select(rid)
+    window.palette.buttons["X"].click()
+    record = _doc(window).get(rid)
+    assert record.confirmed_by == "Dr. Ada" and record.confirmed_at.endswith("+00:00")
+    assert CLASSES.index(record.final) == 22
+
+
+def test_keyboard_ignores_text_fields(qtbot, window, cell_files):
+    open_and_classify(qtbot, window, cell_files[0])
+    dialog = window.preferences_dialog()
+    dialog.reviewer.setFocus()
+    qtbot.keyClick(dialog.reviewer, Qt.Key.Key_1)
+    assert window.palette.typed.text() == ""
+    dialog.done(QDialog.DialogCode.Rejected)
+
+
+def test_undo_group_follows_the_open_cell(qtbot, window, cell_files):
+    open_and_classify(qtbot, window, cell_files[0])
+    assert window.workspace.undo_group.activeStack() is window.workspace.cell.undo
+    assert not window.undo_action.isEnabled()
+    window.workspace.accept_all()
+    assert window.undo_action.isEnabled()
+    assert "accept 46 labels" in window.undo_action.text().lower()
+
+
+def test_palette_groups_cover_all_classes(qtbot, window):
+    assert sorted(window.palette.buttons, key=CLASSES.index) == list(CLASSES)
+    assert not window.palette.buttons["1"].isEnabled()  # nothing selected yet
+
+
+def test_point_helpers(qtbot, window, cell_files):
+    open_and_classify(qtbot, window, cell_files[0])
+    p = window.image_view.map_image_to_widget(10, 10)
+    assert isinstance(p, QPointF)

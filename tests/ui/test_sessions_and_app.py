@@ -1,0 +1,188 @@
+"""Autosave and restore, folders as cases, no-model start-up, the entry point, training, the log."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PySide6.QtWidgets import QMessageBox
+
+from chromodesk.core.session import default_session_path, load_session
+
+from .conftest import open_and_classify
+
+
+def test_every_change_is_saved_and_restored_on_reopen(qtbot, make_window, fake, cell_files):
+    image = cell_files[0]
+    window = make_window(fake)
+    ws = window.workspace
+    open_and_classify(qtbot, window, image)
+    doc = ws.cell.doc
+    rid = next(iter(doc.records))
+    ws.set_label(rid, "X")
+    qtbot.wait(50)  # one event-loop turn: the autosave has run, the window is still open ("crash" now)
+    path = default_session_path(image)
+    saved = load_session(path)
+    assert saved.get(rid).final == "X" and saved.get(rid).confirmed_by == "tester"
+    assert all(r.probabilities is not None for r in saved)
+
+    # a second window (as after a crash: the first one was never closed) restores the work
+    other = make_window(fake)
+    calls_before = len(fake.calls)
+    with qtbot.waitSignal(other.workspace.cellChanged, timeout=20000):
+        other.workspace.open_image(image)
+    qtbot.waitUntil(other.workspace.is_settled, timeout=20000)
+    restored = other.workspace.cell.doc
+    assert other.workspace.cell.source == "session"
+    assert restored.get(rid).final == "X"
+    assert len(fake.calls) == calls_before  # predictions came back with the session: no reclassification
+    assert "Restored" in other.statusBar().currentMessage()
+
+
+def test_session_for_another_image_is_not_applied(qtbot, window, cell_files):
+    image = cell_files[0]
+    path = default_session_path(image)
+    path.write_text(json.dumps({"format": "chromodesk-session", "schema_version": 1,
+                                "image": {"path": str(image), "sha256": "0" * 64, "width": 1134, "height": 759},
+                                "records": []}))
+    open_and_classify(qtbot, window, image)
+    assert window.workspace.cell.source == "annotations" and len(window.workspace.cell.doc) == 46
+    assert "not used" in window.statusBar().currentMessage()
+
+
+def test_folder_opens_as_a_case(qtbot, window, cell_files):
+    image, xml = cell_files
+    shutil.copy(image, image.with_name("103082b.jpg"))
+    shutil.copy(xml, xml.with_name("103082b.xml"))
+    ws = window.workspace
+    with qtbot.waitSignal(ws.classified, timeout=30000):
+        ws.open_folder(image.parents[1])
+    qtbot.waitUntil(ws.is_settled, timeout=30000)
+    assert window.case_dock.isVisible() and window.case_list.count() == 2
+    assert ws.cell.image_path.name == "103082.jpg"
+    assert "(1/2)" in window.windowTitle()
+    ws.accept_all()
+    qtbot.waitUntil(lambda: "reviewed" in window.case_list.item(0).text(), timeout=5000)
+    with qtbot.waitSignal(ws.classified, timeout=30000):
+        ws.step_cell(+1)
+    assert ws.cell.image_path.name == "103082b.jpg" and "(2/2)" in window.windowTitle()
+    assert "not started" in window.case_list.item(1).text() or "0/46" in window.case_list.item(1).text()
+    with qtbot.waitSignal(ws.cellChanged, timeout=30000):
+        ws.step_cell(-1)
+    assert ws.cell.source == "session" and not ws.cell.doc.unreviewed()
+
+
+def test_start_without_a_model_bundle(qtbot, prefs, cell_files, tmp_path):
+    from chromodesk.ui.main_window import MainWindow
+
+    prefs.model = str(tmp_path / "nowhere" / "model.json")
+    window = MainWindow(prefs)  # the real loader, in the background
+    qtbot.addWidget(window)
+    window.show()
+    assert window.isVisible()  # the window is up before the model
+    qtbot.waitUntil(lambda: not window.workspace.model_loading, timeout=120000)
+    assert window.workspace.classifier is None
+    assert "No model bundle" in window.statusBar().currentMessage()
+    assert window.model_label.text() == "No model"
+    ws = window.workspace
+    with qtbot.waitSignal(ws.cellChanged, timeout=20000):
+        ws.open_image(cell_files[0])
+    qtbot.waitUntil(ws.is_settled, timeout=20000)
+    assert len(ws.cell.doc) == 46 and all(r.label == r.file_label for r in ws.cell.doc)
+    window.close()
+
+
+def test_screenshot_with_injected_classifier(qtbot, make_window, fake, cell_files, tmp_path):
+    from chromodesk.ui.app import screenshot
+
+    window = make_window(fake, headless=True)
+    out = screenshot(window, cell_files[0], tmp_path / "shot.png", timeout=60)
+    from PIL import Image
+
+    with Image.open(out) as im:
+        assert im.size[0] >= 1000 and im.size[1] >= 700
+    assert window.workspace.cell.selected is not None
+
+
+def test_cli_screenshot_fails_with_one_line(qtbot, tmp_path, capsys):
+    from chromodesk.ui.app import main
+
+    code = main(["--screenshot", str(tmp_path / "out.png"), str(tmp_path / "missing.jpg"),
+                 "--model", str(tmp_path / "none.json"), "--timeout", "120"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0 and len(err) == 1 and "missing.jpg" in err[0]
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_show_error_writes_the_log(qtbot, tmp_path, monkeypatch):
+    from chromodesk.ui.errors import setup_logging, show_error
+
+    monkeypatch.setattr(QMessageBox, "exec", lambda box: 0)
+    path = setup_logging(tmp_path / "logs")
+    show_error(None, "Something broke", "Traceback: details here")
+    for handler in __import__("logging").getLogger("chromodesk").handlers:
+        handler.flush()
+    text = path.read_text()
+    assert "Something broke" in text and "details here" in text
+
+
+def test_train_dialog_runs_the_training_tool_and_offers_the_model(qtbot, window, tmp_path, monkeypatch):
+    from chromodesk.ui.train_dialog import TrainDialog
+
+    # a stand-in interpreter: prints a log and writes OUT/model.json like ``training.cli fit``
+    fake_python = tmp_path / "python"
+    fake_python.write_text(
+        "#!/bin/sh\n"
+        "echo \"args: $*\"\n"
+        "out=''; prev=''\n"
+        "for a in \"$@\"; do [ \"$prev\" = '--out' ] && out=\"$a\"; prev=\"$a\"; done\n"
+        "mkdir -p \"$out\" && echo '{}' > \"$out/model.json\" && echo 'epoch 1 accuracy 0.5'\n")
+    fake_python.chmod(0o755)
+    dialog = TrainDialog([], window, python=str(fake_python))
+    qtbot.addWidget(dialog)
+    dialog.data.addItem(str(tmp_path / "data"))
+    dialog.out.setText(str(tmp_path / "run"))
+    with qtbot.waitSignal(dialog.modelReady, timeout=20000) as ready:
+        dialog.start()
+    assert ready.args[0] == str(tmp_path / "run" / "model.json")
+    log = dialog.log.toPlainText()
+    assert "-m training.cli fit --data" in log and "epoch 1 accuracy 0.5" in log
+
+    asked = []
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: asked.append(a) or QMessageBox.StandardButton.Yes)
+    window._offer_model(ready.args[0])
+    assert asked and window.prefs.model == ready.args[0]
+    qtbot.waitUntil(lambda: not window.workspace.model_loading, timeout=20000)
+
+
+def test_train_dialog_includes_reviewed_cells(qtbot, window, cell_files, tmp_path):
+    from chromodesk.ui.train_dialog import write_reviewed_cells
+
+    open_and_classify(qtbot, window, cell_files[0])
+    assert write_reviewed_cells([cell_files[0]], tmp_path / "r1") == 0  # not reviewed yet
+    window.workspace.accept_all()
+    qtbot.wait(50)
+    assert write_reviewed_cells([cell_files[0]], tmp_path / "r2") == 1
+    assert (tmp_path / "r2" / "annotations" / "103082.xml").is_file()
+    assert (tmp_path / "r2" / "images" / "103082.jpg").exists()
+
+
+def test_preferences_dialog_stores_values(qtbot, window, prefs):
+    dialog = window.preferences_dialog()
+    dialog.reviewer.setText("Dr. Who")
+    dialog.device.setCurrentText("cpu")
+    assert dialog.apply() is True  # device changed: the model is reloaded
+    assert prefs.reviewer == "Dr. Who" and prefs.device == "cpu"
+    dialog.reject()
+
+
+@pytest.mark.parametrize("module", ["chromodesk.ui.main_window", "chromodesk.ui.app"])
+def test_window_code_does_not_import_torch(module):
+    """The window must appear at once: torch is imported by the model-loading worker only."""
+    code = f"import sys, {module}; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

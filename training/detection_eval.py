@@ -1,0 +1,145 @@
+"""Measure the classical detector (``chromodesk.core.detect``) against VOC ground truth.
+
+Usage::
+
+    python -m training.detection_eval --data ../shared/datasets/tseng2023-gband-metaphases \
+        --limit 60 --seed 0 --json /tmp/detect.json
+
+Matching is one-to-one (Hungarian on IoU, pairs below ``iou`` discarded): recall is the
+share of true boxes matched, precision the share of detections matched. Time is the
+median wall time of ``detect_chromosomes`` alone (decoding the file is not counted),
+with OpenCV limited to ``--threads`` threads (default 1: the target is one core).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from chromodesk.core.detect import DetectConfig, detect_chromosomes
+from chromodesk.core.document import Box
+from chromodesk.core.errors import InputError
+from chromodesk.core.imaging import SUPPORTED_SUFFIXES, load_gray
+from chromodesk.core.voc import read_voc
+
+
+def iou_matrix(a: Sequence[Box], b: Sequence[Box]) -> np.ndarray:
+    if not a or not b:
+        return np.zeros((len(a), len(b)))
+    A = np.array([x.as_list() for x in a], dtype=np.float64)[:, None, :]
+    B = np.array([x.as_list() for x in b], dtype=np.float64)[None, :, :]
+    iw = np.clip(np.minimum(A[..., 2], B[..., 2]) - np.maximum(A[..., 0], B[..., 0]), 0, None)
+    ih = np.clip(np.minimum(A[..., 3], B[..., 3]) - np.maximum(A[..., 1], B[..., 1]), 0, None)
+    inter = iw * ih
+    area_a = (A[..., 2] - A[..., 0]) * (A[..., 3] - A[..., 1])
+    area_b = (B[..., 2] - B[..., 0]) * (B[..., 3] - B[..., 1])
+    union = area_a + area_b - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
+def match(truth: Sequence[Box], found: Sequence[Box], iou: float = 0.5) -> int:
+    """Number of one-to-one pairs with IoU >= ``iou`` (maximum total IoU assignment)."""
+    m = iou_matrix(truth, found)
+    if m.size == 0:
+        return 0
+    # pairs under the threshold must not count, so give them no weight in the assignment
+    weights = np.where(m >= iou, m, 0.0)
+    rows, cols = linear_sum_assignment(-weights)
+    return int(np.sum(m[rows, cols] >= iou))
+
+
+def voc_images(root: Path) -> list[Path]:
+    images_dir = root / "images"
+    ann_dir = root / "annotations"
+    if not images_dir.is_dir() or not ann_dir.is_dir():
+        raise InputError(root, "not a VOC folder (needs images/ and annotations/)")
+    out = [p for p in sorted(images_dir.iterdir())
+           if p.suffix.lower() in SUPPORTED_SUFFIXES and (ann_dir / f"{p.stem}.xml").is_file()]
+    if not out:
+        raise InputError(root, "no images with an annotation file")
+    return out
+
+
+def sample_images(root: Path, limit: int | None, seed: int) -> list[Path]:
+    images = voc_images(root)
+    if limit is None or limit >= len(images):
+        return images
+    if limit <= 0:
+        raise InputError(None, f"--limit must be positive, got {limit}")
+    # a seeded choice over the sorted list: the same sample on every machine
+    pick = np.random.default_rng(seed).choice(len(images), size=limit, replace=False)
+    return [images[i] for i in sorted(pick)]
+
+
+def evaluate_detection(root: Path, limit: int | None = None, iou: float = 0.5, seed: int = 0,
+                       cfg: DetectConfig = DetectConfig()) -> dict:
+    root = Path(root)
+    images = sample_images(root, limit, seed)
+    n_true = n_found = n_matched = 0
+    seconds: list[float] = []
+    per_image = []
+    for path in images:
+        img = load_gray(path)
+        ann = read_voc(root / "annotations" / f"{path.stem}.xml", (img.width, img.height))
+        truth = [o.box for o in ann.objects]
+        start = time.perf_counter()
+        found = detect_chromosomes(img.gray, cfg)
+        seconds.append(time.perf_counter() - start)
+        k = match(truth, found, iou)
+        n_true += len(truth)
+        n_found += len(found)
+        n_matched += k
+        per_image.append({"image": path.name, "true": len(truth), "found": len(found), "matched": k})
+    n = len(images)
+    return {
+        "data": str(root),
+        "images": n,
+        "seed": seed,
+        "limit": limit,
+        "iou": iou,
+        "recall": n_matched / n_true if n_true else 0.0,
+        "precision": n_matched / n_found if n_found else 0.0,
+        "mean_found": n_found / n,
+        "mean_true": n_true / n,
+        "median_seconds": float(np.median(seconds)),
+        "per_image": per_image,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", required=True, type=Path, help="VOC folder with images/ and annotations/")
+    p.add_argument("--limit", type=int, default=None, help="evaluate a seeded sample of N images")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--iou", type=float, default=0.5)
+    p.add_argument("--threads", type=int, default=1, help="OpenCV threads (0 = OpenCV default)")
+    p.add_argument("--json", type=Path, default=None, metavar="OUT")
+    args = p.parse_args(argv)
+    if args.threads > 0:
+        import cv2
+
+        cv2.setNumThreads(args.threads)
+    try:
+        result = evaluate_detection(args.data, args.limit, args.iou, args.seed)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{result['images']} images: recall {result['recall']:.3f}  precision {result['precision']:.3f}  "
+          f"found/image {result['mean_found']:.1f} (true {result['mean_true']:.1f})  "
+          f"median {result['median_seconds'] * 1000:.0f} ms/image  (IoU >= {result['iou']})")
+    if args.json is not None:
+        from chromodesk.core.atomic import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

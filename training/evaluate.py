@@ -1,0 +1,157 @@
+"""``chromodesk-train evaluate``: accuracy of a bundle per chromosome and per cell, with and
+without cell-level assignment, and numerical-abnormality flag sensitivity/specificity
+on the metaphase set's recorded findings (``cells.csv``)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from chromodesk.core.errors import InputError
+from chromodesk.core.karyotype import AssignmentConfig, analyse_cell, cell_flags, is_numerically_abnormal
+from chromodesk.core.labels import CLASS_INDEX, CLASSES
+
+from .cli import load_data
+from .data import CropSet, split_index
+from .metrics import cell_accuracy, classification_metrics
+
+MIN_CELL_FOR_ASSIGNMENT = 30  # assignment needs (nearly) the whole cell
+
+
+def bundle_split(model_path: Path) -> dict | None:
+    for candidate in (model_path.with_suffix("").with_suffix(".split.json"), model_path.parent / "split.json"):
+        if candidate.is_file():
+            return json.loads(candidate.read_text())
+    return None
+
+
+def select(data: CropSet, split: dict | None, part: str) -> CropSet:
+    """``part`` of the training run's split; cases of sources never trained on count as test."""
+    if part == "all" or split is None:
+        return data
+    keys = np.array([f"{s}/{c}" for s, c in zip(data.source, data.cases)])
+    unseen = np.array([k not in split for k in keys])
+    sel = split_index(data, split, part) | (unseen if part == "test" else False)
+    return data.subset(sel)
+
+
+def assigned_predictions(probs: np.ndarray, cells: np.ndarray, cfg: AssignmentConfig) -> tuple[np.ndarray, dict]:
+    """Per-cell joint assignment; returns labels and per-cell analyses."""
+    pred = probs.argmax(1).copy()
+    analyses = {}
+    for cell in np.unique(cells):
+        idx = np.flatnonzero(cells == cell)
+        if len(idx) < MIN_CELL_FOR_ASSIGNMENT:
+            continue
+        analysis = analyse_cell(probs[idx], cfg=cfg)
+        pred[idx] = [CLASS_INDEX[label] for label in analysis.assigned]
+        analyses[str(cell)] = analysis
+    return pred, analyses
+
+
+def read_findings(root: Path) -> dict[str, dict]:
+    path = root / "cells.csv"
+    if not path.is_file():
+        return {}
+    with open(path, newline="") as fh:
+        return {row["image"]: row for row in csv.DictReader(fh)}
+
+
+def abnormality_truth(findings: dict[str, dict], data: CropSet) -> tuple[dict[str, bool], dict[str, str]]:
+    """Cells usable as ground truth for numerical flags, and the excluded ones with the reason.
+
+    Positive: a recorded numerical finding that the cell's own annotation shows (an autosome
+    three times, or a sex complement other than XX/XY). Excluded: numerical findings the cell
+    itself does not show (mosaics, e.g. 46-chromosome cells of a +21 case; the XX/XY chimera),
+    findings without detail, structural and unknown findings. Negative: cells recorded normal.
+    """
+    truth, excluded = {}, {}
+    for cell in np.unique(data.cells):
+        row = findings.get(str(cell))
+        if row is None:
+            continue
+        finding = row["finding"].strip()
+        counts = {c: 0 for c in CLASSES}
+        for label in data.labels[data.cells == cell]:
+            counts[CLASSES[label]] += 1
+        shows = is_numerically_abnormal(cell_flags(counts))
+        if finding == "normal":
+            truth[str(cell)] = False
+        elif finding == "numerical":
+            if shows:
+                truth[str(cell)] = True
+            else:
+                excluded[str(cell)] = f"numerical '{row['finding_detail']}' recorded, not visible in this cell's annotation (mosaic or mislabelled)"
+        else:
+            excluded[str(cell)] = f"{finding or 'no'} finding"
+    return truth, excluded
+
+
+def flag_rates(analyses: dict, truth: dict[str, bool]) -> dict:
+    tp = fn = tn = fp = 0
+    for cell, positive in truth.items():
+        if cell not in analyses:
+            continue
+        flagged = is_numerically_abnormal(analyses[cell].flags)
+        tp += positive and flagged
+        fn += positive and not flagged
+        fp += (not positive) and flagged
+        tn += (not positive) and not flagged
+    return {
+        "abnormal_sensitivity": tp / (tp + fn) if tp + fn else float("nan"),
+        "abnormal_specificity": tn / (tn + fp) if tn + fp else float("nan"),
+        "abnormal_counts": {"tp": tp, "fn": fn, "tn": tn, "fp": fp},
+    }
+
+
+def evaluate(model: str | None, data_paths: list[str], split: str = "test", split_file: str | None = None,
+             assign: bool = True, quiet: bool = False, cfg: AssignmentConfig | None = None) -> dict:
+    from chromodesk.inference.bundle import DEFAULT_MODEL
+    from chromodesk.inference.classifier import Classifier
+
+    t0 = time.time()
+    model_path = Path(model) if model else DEFAULT_MODEL
+    classifier = Classifier(model_path, device="auto")
+    cfg = cfg or AssignmentConfig(**classifier.meta.training.get("assignment", {}))
+    split_map = json.loads(Path(split_file).read_text()) if split_file else bundle_split(model_path)
+    if split != "all" and split_map is None:
+        raise InputError(model_path, "no split.json beside the bundle: pass --split-file or --split all")
+    data, _ = load_data(data_paths, classifier.preprocess, quiet)
+    data = select(data, split_map, split)
+    if len(data) == 0:
+        raise InputError(None, f"no chromosomes in the '{split}' split of the given data")
+    probs = classifier.predict_arrays(data.images, data.features)
+    result = classification_metrics(probs, data.labels, data.cells)
+    result.update({"model_id": classifier.model_id, "split": split, "device": str(classifier.device)})
+    result["sources"] = {}
+    assigned, analyses = (assigned_predictions(probs, data.cells, cfg) if assign else (None, {}))
+    if assign:
+        result["assigned_accuracy"] = float((assigned == data.labels).mean())
+        result["assigned_cell_accuracy"] = cell_accuracy(assigned, data.labels, data.cells)
+        result["assignment"] = cfg.__dict__
+    for src in sorted(set(data.source.tolist())):
+        sel = data.source == src
+        m = classification_metrics(probs[sel], data.labels[sel], data.cells[sel])
+        entry = {k: m[k] for k in ("n_chromosomes", "n_cells", "accuracy", "cell_accuracy", "macro_auc_ovr")}
+        if assign:
+            entry["assigned_accuracy"] = float((assigned[sel] == data.labels[sel]).mean())
+            entry["assigned_cell_accuracy"] = cell_accuracy(assigned[sel], data.labels[sel], data.cells[sel])
+        result["sources"][src] = entry
+    if assign:
+        for path in data_paths:
+            root = Path(path.split(":")[0])
+            findings = read_findings(root)
+            if not findings:
+                continue
+            sub = data.subset(data.source == root.name)
+            truth, excluded = abnormality_truth(findings, sub)
+            result.update(flag_rates(analyses, truth))
+            result["abnormal_excluded"] = excluded
+            result["abnormal_flagged_cells"] = {
+                c: a.iscn for c, a in analyses.items() if c in truth and is_numerically_abnormal(a.flags)}
+    result["seconds"] = time.time() - t0
+    return result
