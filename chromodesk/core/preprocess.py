@@ -17,6 +17,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
@@ -64,10 +66,32 @@ class CellCrops:
 
 
 # -- whole-image steps ---------------------------------------------------------------
-def denoise(gray: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
+def denoise(gray: np.ndarray, cfg: PreprocessConfig, workers: int | None = None) -> np.ndarray:
+    """Non-Local Means over the whole image, in horizontal strips on all cores.
+
+    OpenCV's NLM runs on one core; a pixel's result depends only on the pixels within
+    search/2 + template/2 of it, so strips overlapping by that much give a result identical
+    to one call (tested), in a fraction of the time.
+    """
     if cfg.nlm_h <= 0:
         return gray
-    return cv2.fastNlMeansDenoising(gray, None, cfg.nlm_h, cfg.nlm_template, cfg.nlm_search)
+    run = lambda img: cv2.fastNlMeansDenoising(img, None, cfg.nlm_h, cfg.nlm_template, cfg.nlm_search)  # noqa: E731
+    workers = workers or min(os.cpu_count() or 1, 8)
+    pad = cfg.nlm_search // 2 + cfg.nlm_template // 2
+    height = gray.shape[0]
+    if workers <= 1 or height < workers * 4 * pad:
+        return run(gray)
+    cuts = np.linspace(0, height, workers + 1).astype(int)
+    spans = [(max(a - pad, 0), min(b + pad, height), a, b) for a, b in zip(cuts[:-1], cuts[1:])]
+    out = np.empty_like(gray)
+
+    def strip(span):
+        lo, hi, a, b = span
+        out[a:b] = run(np.ascontiguousarray(gray[lo:hi]))[a - lo : b - lo]
+
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(strip, spans))
+    return out
 
 
 def clahe(gray: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:

@@ -1,0 +1,5 @@
+import sys
+
+from chromodesk.cli import main
+
+sys.exit(main())

@@ -1,0 +1,100 @@
+"""``chromodesk analyze``: the headless main job, its JSON, its files and its errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+
+from chromodesk.cli import main
+from chromodesk.core.labels import CLASSES
+from chromodesk.core.preprocess import PreprocessConfig
+
+
+@pytest.fixture(scope="module")
+def random_bundle(tmp_path_factory):
+    """An untrained but valid bundle: the CLI's plumbing does not depend on accuracy."""
+    import torch
+
+    from chromodesk.inference.bundle import BundleMeta, save_bundle
+    from chromodesk.inference.network import ChromosomeNet
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("bundle") / "tiny"
+    pre = PreprocessConfig(size=32)
+    save_bundle(ChromosomeNet("resnet18"), BundleMeta("tiny-test", "resnet18", 32, pre), path)
+    return path.with_suffix(".json")
+
+
+@pytest.fixture
+def sample(tmp_path, real_image):
+    image, xml = real_image
+    folder = tmp_path / "case"
+    (folder / "annotations").mkdir(parents=True)
+    shutil.copy(image, folder / image.name)
+    shutil.copy(xml, folder / "annotations" / xml.name)  # found in a sibling annotations/ folder
+    return folder / image.name
+
+
+def test_analyze_json_has_every_chromosome_with_probabilities(sample, random_bundle, capsys):
+    assert main(["analyze", str(sample), "--model", str(random_bundle), "--json", "--device", "cpu"]) == 0
+    lines = [l for l in capsys.readouterr().out.splitlines() if l.strip()]
+    assert len(lines) == 1
+    result = json.loads(lines[0])
+    assert result["image"] == str(sample)
+    assert result["count"] == len(result["chromosomes"]) == 46
+    first = result["chromosomes"][0]
+    assert set(first) >= {"id", "box", "label", "confidence", "probabilities", "assigned_label"}
+    assert len(first["box"]) == 4 and first["label"] in CLASSES
+    assert set(first["probabilities"]) == set(CLASSES)
+    assert abs(sum(first["probabilities"].values()) - 1) < 1e-2
+    assert {"counts", "flags", "iscn"} <= set(result)
+    assert sum(result["counts"].values()) == 46
+
+
+def test_analyze_writes_every_format(sample, random_bundle, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["analyze", str(sample), "--model", str(random_bundle), "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "46 chromosomes" in text
+    stem = sample.stem
+    for name in (f"{stem}.csv", f"{stem}.karyogram.png", f"{stem}.annotated.png", f"{stem}.xml"):
+        assert (out / name).stat().st_size > 0, name
+    assert cv2.imread(str(out / f"{stem}.karyogram.png")) is not None
+    assert len((out / f"{stem}.csv").read_text().strip().splitlines()) == 47
+
+
+def test_damaged_image_is_one_line_error_and_others_still_run(sample, random_bundle, tmp_path, capsys):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(sample.read_bytes()[:5000])  # a truncated JPEG
+    rc = main(["analyze", str(broken), str(sample), "--model", str(random_bundle), "--json"])
+    captured = capsys.readouterr()
+    assert rc == 1
+    errors = [l for l in captured.err.splitlines() if l.startswith("chromodesk:")]
+    assert len(errors) == 1 and "broken.jpg" in errors[0] and "truncated" in errors[0]
+    assert len([l for l in captured.out.splitlines() if l.startswith("{")]) == 1  # the good image still ran
+
+
+def test_missing_model_and_unknown_format_are_usage_errors(sample, tmp_path, capsys):
+    assert main(["analyze", str(sample), "--model", str(tmp_path / "none.json")]) == 2
+    assert "none.json" in capsys.readouterr().err
+    assert main(["analyze", str(sample), "--formats", "csv,pdf"]) == 2
+    assert "pdf" in capsys.readouterr().err
+
+
+def test_image_without_annotation_gets_detected_boxes(tmp_path, random_bundle, capsys):
+    img = np.full((300, 400), 230, np.uint8)
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        x, y = 30 + 45 * i, 60 + (i % 3) * 60
+        cv2.ellipse(img, (x, y), (6, 22), 15 * i, 0, 360, 70, -1)
+    img = np.clip(img + rng.normal(0, 4, img.shape), 0, 255).astype(np.uint8)
+    path = tmp_path / "nobox.png"
+    cv2.imwrite(str(path), img)
+    assert main(["analyze", str(path), "--model", str(random_bundle), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["boxes_source"] == "detected"
+    assert result["count"] >= 6
