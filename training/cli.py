@@ -153,6 +153,19 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_calibrate(args) -> int:
+    from chromodesk.core.atomic import atomic_write_text
+
+    from .evaluate import calibrate
+
+    result = calibrate(args.model, args.data, quiet=args.quiet, min_specificity=args.min_specificity)
+    print(f"chosen: {result['chosen']}  (on {result['n_cells']} development cells: sensitivity "
+          f"{result['chosen_row']['abnormal_sensitivity']:.3f}, specificity {result['chosen_row']['abnormal_specificity']:.3f})")
+    if args.json:
+        atomic_write_text(args.json, json.dumps(result, indent=1))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="chromodesk-train", description="Train and evaluate ChromoDesk classifiers.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -175,6 +188,13 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--json", default=None, help="write the full result here")
     e.add_argument("--quiet", action="store_true")
     e.set_defaults(func=cmd_evaluate)
+    c = sub.add_parser("calibrate", help="choose cell-assignment penalties on development cells (cells.csv)")
+    c.add_argument("--model", default=None)
+    c.add_argument("--data", required=True, help="the VOC metaphase folder with cells.csv")
+    c.add_argument("--min-specificity", type=float, default=0.95)
+    c.add_argument("--json", default=None)
+    c.add_argument("--quiet", action="store_true")
+    c.set_defaults(func=cmd_calibrate)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -155,3 +155,47 @@ def evaluate(model: str | None, data_paths: list[str], split: str = "test", spli
                 c: a.iscn for c, a in analyses.items() if c in truth and is_numerically_abnormal(a.flags)}
     result["seconds"] = time.time() - t0
     return result
+
+
+def calibrate(model: str | None, data_path: str, parts=("train", "val"), quiet: bool = False,
+              min_specificity: float = 0.95) -> dict:
+    """Choose the assignment penalties on development cells (never the test split).
+
+    Grid over a shared gain/loss penalty and the sex-complement penalty; pick the most
+    sensitive setting whose specificity on normal cells is at least ``min_specificity``,
+    ties broken by assigned per-chromosome accuracy.
+    """
+    from chromodesk.inference.bundle import DEFAULT_MODEL
+    from chromodesk.inference.classifier import Classifier
+
+    model_path = Path(model) if model else DEFAULT_MODEL
+    classifier = Classifier(model_path, device="auto")
+    split_map = bundle_split(model_path)
+    data, _ = load_data([data_path], classifier.preprocess, quiet)
+    if split_map is not None:
+        keep = np.zeros(len(data), bool)
+        for part in parts:
+            keep |= split_index(data, split_map, part)
+        data = data.subset(keep)
+    findings = read_findings(Path(data_path))
+    if not findings:
+        raise InputError(Path(data_path) / "cells.csv", "calibration needs the cells.csv findings")
+    truth, excluded = abnormality_truth(findings, data)
+    cells_with_truth = np.isin(data.cells, list(truth))
+    data = data.subset(cells_with_truth)
+    probs = classifier.predict_arrays(data.images, data.features)
+    table = []
+    for penalty in (2.0, 3.0, 4.0, 5.0, 6.0, 8.0):
+        for sex_penalty in (2.0, 4.0, 6.0):
+            cfg = AssignmentConfig(gain_penalty=penalty, loss_penalty=penalty, sex_penalty=sex_penalty)
+            assigned, analyses = assigned_predictions(probs, data.cells, cfg)
+            row = {"gain_penalty": penalty, "loss_penalty": penalty, "sex_penalty": sex_penalty,
+                   "assigned_accuracy": float((assigned == data.labels).mean())}
+            row.update(flag_rates(analyses, truth))
+            table.append(row)
+            if not quiet:
+                print(json.dumps({k: v for k, v in row.items() if k != "abnormal_counts"}), flush=True)
+    ok = [r for r in table if r["abnormal_specificity"] >= min_specificity] or table
+    best = max(ok, key=lambda r: (r["abnormal_sensitivity"], r["assigned_accuracy"]))
+    return {"chosen": {k: best[k] for k in ("gain_penalty", "loss_penalty", "sex_penalty")}, "chosen_row": best,
+            "table": table, "parts": list(parts), "n_cells": len(truth), "excluded": excluded}

@@ -9,6 +9,7 @@ every tensor shape, and never unpickles anything (safetensors only).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,6 +91,8 @@ def read_meta(path: str | Path) -> BundleMeta:
         data = json.loads(json_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(json_path, f"model metadata is not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise InputError(json_path, "model metadata is not a JSON object")
     try:
         if data.get("format_version") != FORMAT_VERSION:
             raise InputError(json_path, f"unsupported bundle format {data.get('format_version')!r}")
@@ -106,6 +109,8 @@ def read_meta(path: str | Path) -> BundleMeta:
         )
     except KeyError as exc:
         raise InputError(json_path, f"model metadata lacks the key {exc}") from None
+    except (TypeError, ValueError) as exc:  # e.g. "classes": null, "input_size": "large"
+        raise InputError(json_path, f"model metadata has a malformed value ({exc})") from None
 
 
 def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> tuple[ChromosomeNet, BundleMeta]:
@@ -123,12 +128,18 @@ def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> tuple[C
         raise InputError(weights_path, f"cannot read weights ({exc})") from None
     if meta.preprocess.size != meta.input_size:
         raise InputError(json_path, "input_size and preprocess.size disagree")
-    model = ChromosomeNet(meta.architecture, len(meta.classes), len(meta.feature_names))
+    # built on the meta device: no memory and no random initialisation for weights that are
+    # replaced at once (vgg16 would otherwise initialise ~138M parameters just to discard them)
+    with torch.device("meta"):
+        model = ChromosomeNet(meta.architecture, len(meta.classes), len(meta.feature_names))
     expected = model.state_dict()
     problems = [k for k in expected if k not in state] + [k for k in state if k not in expected]
     problems += [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
     if problems:
         raise InputError(weights_path, f"weights do not fit {meta.architecture}: {len(problems)} tensors differ, e.g. {problems[0]}")
-    model.load_state_dict(state)
+    # copy=True: load_file's tensors are mapped from the file; the model must not change if the file is overwritten
+    model.load_state_dict({k: v.to(dtype=expected[k].dtype, copy=False) for k, v in state.items()}, assign=True)
+    if any(t.is_meta for t in itertools.chain(model.parameters(), model.buffers())):
+        raise InputError(weights_path, f"weights leave part of {meta.architecture} unset")
     model.eval()
     return model.to(device), meta

@@ -57,8 +57,11 @@ class Classifier:
 
     @torch.inference_mode()
     def predict_arrays(self, images: np.ndarray, features: np.ndarray) -> np.ndarray:
+        if len(images) != len(features):
+            raise ValueError(f"{len(images)} crops but {len(features)} feature rows")
         if len(images) == 0:
             return np.zeros((0, len(self.meta.classes)), dtype=np.float32)
+        features = np.asarray(features, dtype=np.float32)  # callers may pass float64; the network is float32
         out = []
         for start in range(0, len(images), self.batch_size):
             x = to_input(torch.from_numpy(np.ascontiguousarray(images[start : start + self.batch_size]))).to(self.device)

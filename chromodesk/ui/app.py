@@ -57,11 +57,15 @@ def screenshot(window, image_path: str | Path, out: str | Path, timeout: float =
 
     Raises RuntimeError with a one-line message on failure.
     """
+    from PySide6.QtCore import Qt
+
     ws = window.workspace
     window.resize(1600, 1000)
     window.show()
+    window.resizeDocks([window.table_dock, window.karyogram_dock], [270, 620], Qt.Orientation.Horizontal)
     ws.open_path(image_path)
-    ok = wait_until(lambda: window.errors or (ws.is_settled() and not ws.model_loading), timeout)
+    ok = wait_until(lambda: bool(window.errors) or (ws.is_settled() and not window.image_view.is_building()),
+                    timeout)
     if window.errors:
         raise RuntimeError(window.errors[0])
     if not ok:
@@ -106,7 +110,7 @@ def main(argv=None) -> int:
         if not args.path:
             print("chromodesk-gui: --screenshot needs an IMAGE", file=sys.stderr)
             return 2
-        window = MainWindow(prefs, headless=True)
+        window = MainWindow(prefs, headless=True, autosave=False)
         try:
             out = screenshot(window, args.path, args.screenshot, args.timeout)
         except Exception as exc:  # noqa: BLE001 - one line for the caller, details in the log

@@ -9,9 +9,11 @@ draws a new box. The view never edits the document itself: it emits requests.
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QFont, QPen
 from PySide6.QtWidgets import QGraphicsRectItem, QLabel, QVBoxLayout, QWidget
 
@@ -78,6 +80,7 @@ class ChromosomeROI(pg.ROI):
         self.text.setFont(_label_font())
         self.text.setParentItem(self)
         self.selected = False
+        self._shown = None
         self.update_from(record)
 
     def box(self) -> Box:
@@ -93,15 +96,17 @@ class ChromosomeROI(pg.ROI):
             self.setSize((b.width, b.height), update=True, finish=False)
             self.blockSignals(False)
         colour = style.colour(record)
-        self.state_colour = colour
-        self._apply_pen()
-        text_colour = pg.mkColor(colour)
-        fill = pg.mkColor(colour)
-        fill.setAlpha(215)
-        self.text.setText(style.short_label(record), color=(255, 255, 255))
-        self.text.fill = pg.mkBrush(fill)
-        self.text.border = pg.mkPen(text_colour)
-        self.text.update()
+        text = style.short_label(record)
+        if (text, colour.rgb()) != self._shown:  # TextItem updates are costly: only when something changed
+            self._shown = (text, colour.rgb())
+            self.state_colour = colour
+            self._apply_pen()
+            fill = pg.mkColor(colour)
+            fill.setAlpha(215)
+            self.text.setText(text, color=(255, 255, 255))
+            self.text.fill = pg.mkBrush(fill)
+            self.text.border = pg.mkPen(colour)
+            self.text.update()
         self.setToolTip(style.tooltip(record))
 
     def _apply_pen(self) -> None:
@@ -152,6 +157,9 @@ class ImageView(QWidget):
         layout.addWidget(self.histogram)
         self.rois: dict[str, ChromosomeROI] = {}
         self.cell = None
+        self._dirty: set[str] = set()
+        self._to_add: list[str] = []
+        self._flush_pending = False
         self.viewbox.boxDrawn.connect(self._drawn)
         self.viewbox.backgroundClicked.connect(lambda: self.selectRequested.emit(None))
 
@@ -161,6 +169,8 @@ class ImageView(QWidget):
             self.cell.changed.disconnect(self._on_event)
             self.cell.selectionChanged.disconnect(self._on_selection)
         self.cell = cell
+        self._dirty = set()
+        self._to_add = []
         self._clear()
         if cell is None:
             self.image_item.clear()
@@ -168,12 +178,28 @@ class ImageView(QWidget):
         gray = cell.gray
         self.image_item.setImage(gray, autoLevels=False, levels=_auto_levels(gray))
         self.histogram.setLevels(*_auto_levels(gray))
-        for record in cell.doc:
-            self._add(record)
         cell.changed.connect(self._on_event)
         cell.selectionChanged.connect(self._on_selection)
-        self._on_selection(cell.selected)
         self.fit()
+        # 46 boxes with labels cost ~100 ms of GUI time: create them a few per event-loop turn
+        self._to_add = list(cell.doc.records)
+        self._add_some()
+
+    def is_building(self) -> bool:
+        return bool(self._to_add) or self._flush_pending
+
+    def _add_some(self, n: int = 8) -> None:
+        if self.cell is None:
+            return
+        while self._to_add and n > 0:
+            rid = self._to_add.pop(0)
+            record = self.cell.doc.records.get(rid)
+            if record is not None and rid not in self.rois:
+                self._add(record)
+                self.rois[rid].set_selected(rid == self.cell.selected)
+                n -= 1
+        if self._to_add:
+            QTimer.singleShot(0, self, self._add_some)
 
     def fit(self) -> None:
         if self.cell is not None:
@@ -188,13 +214,30 @@ class ImageView(QWidget):
         doc = self.cell.doc
         if event.kind == "reset":
             self._clear()
-            for record in doc:
-                self._add(record)
+            self._to_add = list(doc.records)
+            self._add_some()
             return
         if event.kind == "removed":
             self._remove(event.record_id)
             return
         ids = [event.record_id] if event.record_id is not None else list(doc.records)
+        if event.kind in ("prediction", "label"):
+            # 46 predictions + one reassignment arrive together: restyle each box once, next loop turn
+            self._dirty.update(ids)
+            if not self._flush_pending:
+                self._flush_pending = True
+                QTimer.singleShot(0, self, self._flush)
+            return
+        self._update(ids)
+
+    def _flush(self) -> None:
+        self._flush_pending = False
+        ids, self._dirty = self._dirty, set()
+        if self.cell is not None:
+            self._update(ids)
+
+    def _update(self, ids) -> None:
+        doc = self.cell.doc
         for rid in ids:
             record = doc.records.get(rid)
             if record is None:
@@ -257,7 +300,7 @@ class ImageView(QWidget):
 
 
 def _legend() -> QLabel:
-    parts = [f"<span style='color:{style.colour(key).name()}'>■</span> {text}" for key, text in style.LEGEND]
+    parts = [f"<span style='color:{style.colour(key).name()}'>■</span> {html.escape(text)}" for key, text in style.LEGEND]
     label = QLabel("&nbsp;&nbsp;".join(parts) + "&nbsp;&nbsp;&nbsp;<span style='color:#777'>selected: "
                    "<span style='color:#e6b800'>■</span> · wheel zoom · drag pan · B draw · Del delete · F fit</span>")
     label.setContentsMargins(6, 2, 6, 2)

@@ -120,6 +120,8 @@ class ModelMissing:
 def load_classifier(model: str | None, device: str, *, progress, is_cancelled):
     """The trained bundle as a ``Classifier``; ``ModelMissing`` if there is no bundle file."""
     progress(0, 0, "Loading model")
+    if model and not Path(model).with_suffix(".json").is_file():
+        return ModelMissing(str(Path(model).with_suffix(".json")))  # no need to import torch to know
     from chromodesk.inference.bundle import DEFAULT_MODEL, bundle_paths  # torch: imported here, off the GUI thread
     from chromodesk.inference.classifier import Classifier
 

@@ -9,7 +9,7 @@ relabels it.
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QMimeData, QPoint, QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QMimeData, QPoint, QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QDrag, QFont, QImage, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import QGridLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
@@ -70,7 +70,7 @@ class KaryogramView(QWidget):
         w, h = self._size
         scale = min(self.width() / w, self.height() / h)
         tw, th = w * scale, h * scale
-        return QRectF((self.width() - tw) / 2, (self.height() - th) / 2, tw, th)
+        return QRectF((self.width() - tw) / 2, 0, tw, th)  # top-aligned: spare room falls below
 
     def to_picture(self, pos: QPointF) -> tuple[float, float]:
         t = self._target()
@@ -203,16 +203,23 @@ class CountsPanel(QWidget):
         layout.addLayout(top)
         layout.addWidget(self.flags)
         self.cell = None
+        self._refresh_pending = False
 
     def set_cell(self, cell) -> None:
         if self.cell is not None:
-            self.cell.changed.disconnect(self.refresh)
+            self.cell.changed.disconnect(self.refresh_soon)
         self.cell = cell
         if cell is not None:
-            cell.changed.connect(self.refresh)
+            cell.changed.connect(self.refresh_soon)
         self.refresh()
 
+    def refresh_soon(self, *_):
+        if not self._refresh_pending:
+            self._refresh_pending = True
+            QTimer.singleShot(0, self, self.refresh)
+
     def refresh(self, *_):
+        self._refresh_pending = False
         cell = self.cell
         if cell is None:
             self.iscn.setText("—")

@@ -10,7 +10,7 @@ import logging
 from pathlib import Path
 from typing import Callable
 
-from PySide6.QtCore import QSize, Qt, QUrl
+from PySide6.QtCore import QSize, Qt, QTimer, QUrl
 from PySide6.QtGui import QAction, QDesktopServices, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
@@ -44,14 +44,16 @@ IMAGE_FILTER = "Images (" + " ".join(f"*{s}" for s in SUPPORTED_SUFFIXES) + ");;
 
 class MainWindow(QMainWindow):
     def __init__(self, prefs: Preferences | None = None, classifier_factory: Callable[[], object] | None = None,
-                 load_model: bool = True, headless: bool = False):
+                 load_model: bool = True, headless: bool = False, autosave: bool = True):
         super().__init__()
         self.setWindowTitle("ChromoDesk")
         self.setAcceptDrops(True)
         self.headless = headless  # errors are collected instead of shown (screenshot mode)
         self.errors: list[str] = []
+        self._review_pending = False
         self.prefs = prefs or Preferences()
         self.workspace = ws = Workspace(self.prefs, classifier_factory, self)
+        ws.autosave = autosave
 
         # -- views ------------------------------------------------------------------------------------------
         self.image_view = ImageView()
@@ -74,8 +76,7 @@ class MainWindow(QMainWindow):
         self.splitDockWidget(self.karyogram_dock, self.palette_dock, Qt.Orientation.Vertical)
         self.splitDockWidget(self.case_dock, self.table_dock, Qt.Orientation.Vertical)
         self.case_dock.hide()
-        self.resizeDocks([self.table_dock, self.karyogram_dock], [250, 640], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.karyogram_dock, self.palette_dock], [620, 260], Qt.Orientation.Vertical)
+        self._docks_sized = False
         self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
 
         # -- status bar ------------------------------------------------------------------------------------
@@ -129,6 +130,13 @@ class MainWindow(QMainWindow):
 
     def sizeHint(self) -> QSize:
         return QSize(1600, 1000)
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        if not self._docks_sized:  # once the window has its size: image in the middle gets the rest
+            self._docks_sized = True
+            self.resizeDocks([self.table_dock, self.karyogram_dock], [270, 620], Qt.Orientation.Horizontal)
+            self.resizeDocks([self.karyogram_dock, self.palette_dock], [620, 260], Qt.Orientation.Vertical)
 
     def _dock(self, title: str, widget: QWidget, area) -> QDockWidget:
         dock = QDockWidget(title, self)
@@ -222,7 +230,7 @@ class MainWindow(QMainWindow):
             self.setWindowTitle("ChromoDesk")
             self.review_label.setText("")
             return
-        cell.changed.connect(self._update_review)
+        cell.changed.connect(self._update_review_soon)
         self._update_review()
         position = ""
         if cell.image_path in self.workspace.case:
@@ -230,7 +238,12 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(f"ChromoDesk — {cell.image_path.name}{position}")
         self.case_list.show_current(cell.image_path)
 
+    def _update_review_soon(self, *_):
+        QTimer.singleShot(0, self, self._update_review) if not self._review_pending else None
+        self._review_pending = True
+
     def _update_review(self, *_):
+        self._review_pending = False
         cell = self.workspace.cell
         if cell is None:
             return

@@ -9,7 +9,7 @@ undo commands.
 
 from __future__ import annotations
 
-from PySide6.QtCore import QEvent, QObject, Qt, Signal
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QAbstractSpinBox,
     QComboBox,
@@ -96,16 +96,23 @@ class LabelPalette(QWidget):
         layout.addLayout(groups)
         layout.addLayout(actions)
         self.cell = None
+        self._refresh_pending = False
 
     def set_cell(self, cell) -> None:
         if self.cell is not None:
-            self.cell.changed.disconnect(self.refresh)
+            self.cell.changed.disconnect(self.refresh_soon)
             self.cell.selectionChanged.disconnect(self.refresh)
         self.cell = cell
         if cell is not None:
-            cell.changed.connect(self.refresh)
+            cell.changed.connect(self.refresh_soon)
             cell.selectionChanged.connect(self.refresh)
         self.refresh()
+
+    def refresh_soon(self, *_):
+        """Many document events arrive together (46 predictions): redraw once, on the next loop turn."""
+        if not self._refresh_pending:
+            self._refresh_pending = True
+            QTimer.singleShot(0, self, self.refresh)
 
     def show_typed(self, text: str, valid: bool) -> None:
         if not text:
@@ -115,6 +122,7 @@ class LabelPalette(QWidget):
             self.typed.setText(f"<span style='color:{colour}'>typed <b>{text}</b>{' ⏎' if valid else ''}</span>")
 
     def refresh(self, *_):
+        self._refresh_pending = False
         cell = self.cell
         record = cell.doc.records.get(cell.selected) if (cell is not None and cell.selected) else None
         counts = cell.counts() if cell is not None else {}

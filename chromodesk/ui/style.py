@@ -37,7 +37,7 @@ def status_text(record: ChromosomeRecord) -> str:
     return text
 
 
-SHORT_STATUS = {"high": "to review", "medium": "unsure", "low": "LOW", "none": "no prediction"}
+SHORT_STATUS = {"high": "review", "medium": "unsure", "low": "LOW", "none": "no prediction"}
 
 
 def short_status(record: ChromosomeRecord) -> str:

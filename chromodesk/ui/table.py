@@ -170,8 +170,11 @@ class ChromosomeTable(QTableView):
         self.verticalHeader().hide()
         self.verticalHeader().setDefaultSectionSize(22)
         header = self.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
+        # fixed widths: ResizeToContents would re-read every row on every change (seconds per classification)
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        header.setStretchLastSection(True)
+        for column, width in enumerate((44, 50, 46)):
+            self.setColumnWidth(column, width)
         self.selectionModel().selectionChanged.connect(self._user_selected)
         self._syncing = False
         self.cell = None

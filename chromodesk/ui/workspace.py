@@ -112,6 +112,7 @@ class Workspace(QObject):
         super().__init__(parent)
         self.prefs = prefs
         self.classifier_factory = classifier_factory
+        self.autosave = True  # off in the headless screenshot mode: a smoke test writes no session
         self.classifier = None
         self.model_loading = False
         self.runner = jobs.JobRunner(self)
@@ -157,7 +158,9 @@ class Workspace(QObject):
         self.classifier = result
         self.modelChanged.emit(result, f"Model {result.model_id} on {device_name(result)}")
         if self.cell is not None:
-            self.classify(force=False)
+            # predictions of another model (an earlier one, or a restored session's) are redone
+            stale = any(r.model_id != result.model_id for r in self.cell.doc if r.probabilities is not None)
+            self.classify(force=stale)
 
     def _model_failed(self, message: str, details: str) -> None:
         self.model_loading = False
@@ -211,7 +214,8 @@ class Workspace(QObject):
             return  # an older open finished after a newer one was asked for
         self._open_job = None
         self.set_cell(Cell(result.doc, result.gray, result.source, result.session_path, self))
-        self.prefs.add_recent(result.doc.image_path)
+        if self.autosave:
+            self.prefs.add_recent(result.doc.image_path)
         notes = list(result.notes) + list(result.doc.warnings[:3])
         if result.restored:
             done = len([r for r in result.doc if r.confirmed])
@@ -272,7 +276,7 @@ class Workspace(QObject):
         was_pending = "save" in self._pending
         self._pending.discard("save")
         cell = self.cell
-        if not was_pending or cell is None or cell.session_path is None:
+        if not was_pending or cell is None or cell.session_path is None or not self.autosave:
             return
         from chromodesk.core.session import save_session
 

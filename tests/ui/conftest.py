@@ -35,6 +35,13 @@ def isolated(tmp_path, monkeypatch):
     QSettings.setDefaultFormat(QSettings.Format.IniFormat)
     QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp_path / "qsettings"))
     yield
+    import logging
+    from logging.handlers import RotatingFileHandler
+
+    logger = logging.getLogger("chromodesk")
+    for handler in [h for h in logger.handlers if isinstance(h, RotatingFileHandler)]:
+        logger.removeHandler(handler)
+        handler.close()
     pool = QThreadPool.globalInstance()
     assert pool.waitForDone(60000), "a worker thread was still running at the end of the test"
     assert pool.activeThreadCount() == 0
@@ -92,7 +99,7 @@ def open_and_classify(qtbot, window, image: Path) -> None:
     ws = window.workspace
     with qtbot.waitSignal(ws.classified, timeout=30000):
         ws.open_image(image)
-    qtbot.waitUntil(ws.is_settled, timeout=30000)
+    qtbot.waitUntil(lambda: ws.is_settled() and not window.image_view.is_building(), timeout=30000)
 
 
 def send_mouse(widget, kind, pos: QPointF, button, buttons) -> None:

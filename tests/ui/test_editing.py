@@ -129,8 +129,9 @@ def test_worker_error_becomes_one_dialog(qtbot, make_window, cell_files, monkeyp
     ws.open_image(cell_files[0])
     qtbot.waitUntil(lambda: len(shown) == 1, timeout=30000)
     qtbot.waitUntil(lambda: ws.runner.active() == 0, timeout=30000)
+    qtbot.waitUntil(lambda: not window.image_view.is_building(), timeout=20000)
     qtbot.wait(200)
-    assert len(shown) == 1  # one dialog, no retry storm
+    assert len(shown) == 1, shown  # one dialog, no retry storm
     text, details, icon = shown[0]
     assert "Classification failed: GPU fell off the bus" in text
     assert "Traceback" in details and "RuntimeError" in details
@@ -148,3 +149,38 @@ def test_open_error_becomes_a_dialog(qtbot, window, tmp_path, monkeypatch):
     qtbot.waitUntil(lambda: bool(shown), timeout=20000)
     assert "broken.jpg" in shown[0]
     assert window.workspace.cell is None
+
+
+def test_image_without_annotations_gets_proposed_boxes(qtbot, window, cell_files, tmp_path):
+    import shutil
+
+    lonely = tmp_path / "lonely" / "cell.jpg"
+    lonely.parent.mkdir()
+    shutil.copy(cell_files[0], lonely)
+    ws = window.workspace
+    with qtbot.waitSignal(ws.classified, timeout=60000):
+        ws.open_image(lonely)
+    assert ws.cell.source == "detected" and len(ws.cell.doc) > 20
+    assert all(r.probabilities is not None for r in ws.cell.doc)  # proposals are classified like any box
+    assert "proposed automatically" in window.statusBar().currentMessage()
+    assert window.prefs.recent[0] == str(lonely.resolve())
+
+
+def test_typed_label_can_be_corrected(qtbot, window, cell_files):
+    from .conftest import open_and_classify
+
+    open_and_classify(qtbot, window, cell_files[0])
+    ws = window.workspace
+    rid = next(iter(ws.cell.doc.records))
+    ws.cell.select(rid)
+    for key in (Qt.Key.Key_2, Qt.Key.Key_3):  # 23 is no chromosome
+        qtbot.keyClick(window.table, key)
+    assert "23" in window.palette.typed.text() and "⏎" not in window.palette.typed.text()
+    qtbot.keyClick(window.table, Qt.Key.Key_Backspace)
+    qtbot.keyClick(window.table, Qt.Key.Key_Return)
+    assert ws.cell.doc.get(rid).final == "2"
+    qtbot.keyClick(window.table, Qt.Key.Key_Y)
+    qtbot.keyClick(window.table, Qt.Key.Key_Escape)
+    assert window.palette.typed.text() == ""
+    qtbot.keyClick(window.table, Qt.Key.Key_Return)  # nothing typed: nothing happens
+    assert ws.cell.doc.get(rid).final == "2"

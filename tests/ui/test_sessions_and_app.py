@@ -6,7 +6,6 @@ import json
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from PySide6.QtWidgets import QMessageBox
@@ -186,3 +185,31 @@ def test_window_code_does_not_import_torch(module):
     code = f"import sys, {module}; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_main_opens_the_window_and_the_image(qtbot, cell_files, tmp_path, monkeypatch):
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from chromodesk.ui.app import main
+    from chromodesk.ui.main_window import MainWindow
+
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # main() installs its own: undo after the test
+    seen = {}
+
+    def check_and_quit():
+        windows = [w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow) and w.isVisible()]
+        ws = windows[0].workspace if windows else None
+        if ws is not None and ws.cell is not None and not ws.model_loading:
+            seen["image"] = ws.cell.image_path.name
+            seen["boxes"] = len(ws.cell.doc)
+            seen["status"] = windows[0].model_label.text()
+            windows[0].close()
+            QApplication.instance().quit()
+        else:
+            QTimer.singleShot(50, check_and_quit)
+
+    QTimer.singleShot(50, check_and_quit)
+    assert main([str(cell_files[0]), "--model", str(tmp_path / "none.json"), "--device", "cpu"]) == 0
+    assert seen == {"image": "103082.jpg", "boxes": 46, "status": "No model"}
+    assert (tmp_path / "log" / "chromodesk.log").is_file()
