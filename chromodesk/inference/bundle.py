@@ -138,7 +138,7 @@ def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> tuple[C
     if problems:
         raise InputError(weights_path, f"weights do not fit {meta.architecture}: {len(problems)} tensors differ, e.g. {problems[0]}")
     # copy=True: load_file's tensors are mapped from the file; the model must not change if the file is overwritten
-    model.load_state_dict({k: v.to(dtype=expected[k].dtype, copy=False) for k, v in state.items()}, assign=True)
+    model.load_state_dict({k: v.to(dtype=expected[k].dtype, copy=True) for k, v in state.items()}, assign=True)
     if any(t.is_meta for t in itertools.chain(model.parameters(), model.buffers())):
         raise InputError(weights_path, f"weights leave part of {meta.architecture} unset")
     model.eval()

@@ -1,0 +1,54 @@
+"""Ship a training run as the bundled model: copy the bundle and its split into models/,
+evaluate it on the test split of every data set (with and without cell assignment),
+and record those figures in the bundle's metadata.
+
+    .venv/bin/python scripts/ship_model.py runs/main [--shared ../shared/datasets]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from chromodesk.core.atomic import atomic_write_text
+from training.evaluate import evaluate
+
+ROOT = Path(__file__).resolve().parents[1]
+SETS = ("tseng2023-gband-metaphases", "gband-karyogram-chromosomes", "bioimlab-qband-chromosomes")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("run", type=Path)
+    parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "datasets")
+    parser.add_argument("--name", default="chromodesk-resnet18")
+    args = parser.parse_args()
+    dest = ROOT / "models" / args.name
+    dest.parent.mkdir(exist_ok=True)
+    shutil.copy(args.run / "model.safetensors", dest.with_suffix(".safetensors"))
+    meta = json.loads((args.run / "model.json").read_text())
+    meta["weights_file"] = dest.with_suffix(".safetensors").name
+    atomic_write_text(dest.with_suffix(".json"), json.dumps(meta, indent=2))
+    shutil.copy(args.run / "split.json", dest.with_suffix(".split.json"))
+
+    result = evaluate(str(dest.with_suffix(".json")), [str(args.shared / s) for s in SETS], split="test", quiet=True)
+    keep = ("accuracy", "cell_accuracy", "assigned_accuracy", "assigned_cell_accuracy", "abnormal_sensitivity",
+            "abnormal_specificity", "n_chromosomes", "n_cells")
+    meta["metrics"] = {"test_split": {k: result[k] for k in keep if k in result}, "per_source": result["sources"],
+                       "evaluated_with": "chromodesk-train evaluate --split test (case-disjoint)"}
+    fit_metrics = json.loads((args.run / "metrics.json").read_text())
+    meta["training"]["train_images_per_s"] = fit_metrics.get("train_images_per_s")
+    meta["training"]["infer_images_per_s"] = fit_metrics.get("infer_images_per_s")
+    atomic_write_text(dest.with_suffix(".json"), json.dumps(meta, indent=2))
+    out = ROOT / "out"
+    out.mkdir(exist_ok=True)
+    atomic_write_text(out / "evaluate-test.json", json.dumps(result, indent=1))
+    print(json.dumps(meta["metrics"], indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
