@@ -196,6 +196,6 @@ def calibrate(model: str | None, data_path: str, parts=("train", "val"), quiet: 
             if not quiet:
                 print(json.dumps({k: v for k, v in row.items() if k != "abnormal_counts"}), flush=True)
     ok = [r for r in table if r["abnormal_specificity"] >= min_specificity] or table
-    best = max(ok, key=lambda r: (r["abnormal_sensitivity"], r["assigned_accuracy"]))
+    best = max(ok, key=lambda r: (r["abnormal_sensitivity"], r["abnormal_specificity"], r["assigned_accuracy"]))
     return {"chosen": {k: best[k] for k in ("gain_penalty", "loss_penalty", "sex_penalty")}, "chosen_row": best,
             "table": table, "parts": list(parts), "n_cells": len(truth), "excluded": excluded}

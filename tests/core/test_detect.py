@@ -94,12 +94,14 @@ def test_rejects_nucleus_and_specks(metaphase):
 def test_default_boxes_are_loose_and_inside_the_image(metaphase):
     gray, singles, pair, _ = metaphase
     found = detect_chromosomes(gray)
-    for truth in singles + pair:
-        best = max(found, key=truth.iou)
-        assert truth.iou(best) >= 0.5
-        # the default pad only grows a box (annotators draw around the chromosome)
-        assert best.xmin <= truth.xmin and best.ymin <= truth.ymin
-        assert best.xmax >= truth.xmax and best.ymax >= truth.ymax
+    for tight in singles + pair:
+        # truth as annotators draw it, a few pixels around the chromosome
+        drawn = Box(tight.xmin - 4, tight.ymin - 4, tight.xmax + 4, tight.ymax + 4)
+        best = max(found, key=drawn.iou)
+        assert drawn.iou(best) >= 0.6
+        # the default pad only grows a box
+        assert best.xmin <= tight.xmin and best.ymin <= tight.ymin
+        assert best.xmax >= tight.xmax and best.ymax >= tight.ymax
     assert all(0 <= b.xmin < b.xmax <= W and 0 <= b.ymin < b.ymax <= H for b in found)
 
 
@@ -186,7 +188,7 @@ def test_real_metaphase_recall(real_image):
     truth = [o.box for o in read_voc(xml_path, (img.width, img.height)).objects]
     found = detect_chromosomes(img.gray)
     recall = match(truth, found) / len(truth)
-    # measured 0.70 (32/46) with 43 boxes; the floor leaves room for OpenCV/JPEG decoder noise
+    # measured 0.74 (34/46) with 42 boxes; the floor leaves room for OpenCV/JPEG decoder noise
     assert recall >= 0.6
     assert 30 <= len(found) <= 60
 
