@@ -98,7 +98,8 @@ def evaluate_detection(root: Path, limit: int | None = None, iou: float = 0.5, s
         n_true += len(truth)
         n_found += len(found)
         n_matched += k
-        per_image.append({"image": path.name, "true": len(truth), "found": len(found), "matched": k})
+        per_image.append({"image": path.name, "true": len(truth), "found": len(found), "matched": k,
+                          "seconds": round(seconds[-1], 4), "cpu_seconds": round(cpu_seconds[-1], 4)})
     n = len(images)
     return {
         "data": str(root),
