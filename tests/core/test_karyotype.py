@@ -1,0 +1,78 @@
+"""Cell-level assignment: impossible cells are fixed, real aneuploidies survive, ISCN is valid."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from chromodesk.core.karyotype import analyse_cell, assign, is_numerically_abnormal, iscn_string
+from chromodesk.core.labels import AUTOSOMES, CLASS_INDEX, CLASSES
+
+ISCN = re.compile(r"^(4[3-9]|50),(X{0,3}Y{0,2}|--)(,[+-](\d{1,2}))*$")
+
+
+def cell_probs(labels, confidence=0.8, rng=None):
+    probs = np.full((len(labels), len(CLASSES)), (1 - confidence) / (len(CLASSES) - 1))
+    for i, label in enumerate(labels):
+        probs[i, CLASS_INDEX[label]] = confidence
+    return probs
+
+
+def normal(sex=("X", "Y")):
+    return [c for c in AUTOSOMES for _ in range(2)] + list(sex)
+
+
+def test_impossible_cell_is_corrected():
+    labels = normal()
+    probs = cell_probs(labels)
+    # one 10 looks slightly more like a 9: independent labels give three 9s and one 10
+    i = labels.index("10")
+    probs[i, CLASS_INDEX["9"]], probs[i, CLASS_INDEX["10"]] = 0.5, 0.4
+    assert CLASSES[probs[i].argmax()] == "9"
+    result = analyse_cell(probs)
+    assert result.assigned[i] == "10"
+    assert result.iscn == "46,XY" and not is_numerically_abnormal(result.flags)
+
+
+@pytest.mark.parametrize("extra, iscn", [(["21"], "47,XY,+21"), (["18"], "47,XY,+18"), (["13"], "47,XY,+13")])
+def test_confident_trisomy_is_flagged_not_corrected(extra, iscn):
+    result = analyse_cell(cell_probs(normal() + extra, 0.9))
+    assert result.iscn == iscn
+    assert {"type": "gain", "label": extra[0], "count": 3} in result.flags
+
+
+@pytest.mark.parametrize("sex, iscn", [(("X",), "45,X"), (("X", "X", "Y"), "47,XXY"), (("X", "Y", "Y"), "47,XYY")])
+def test_sex_chromosome_aneuploidies(sex, iscn):
+    result = analyse_cell(cell_probs(normal(sex), 0.9))
+    assert result.iscn == iscn
+    assert any(f["type"] == "sex" for f in result.flags)
+
+
+def test_confirmed_labels_are_constraints():
+    labels = normal(("X", "X"))
+    probs = cell_probs(labels)
+    fixed = {0: "2"}  # the technician says the first "1" is a 2
+    result = analyse_cell(probs, fixed=fixed)
+    assert result.assigned[0] == "2"
+
+
+@pytest.mark.parametrize("n", range(43, 51))
+def test_every_cell_size_from_43_to_50_gives_a_valid_iscn(n):
+    rng = np.random.default_rng(n)
+    labels = normal()
+    while len(labels) < n:
+        labels.append(AUTOSOMES[int(rng.integers(0, 22))])
+    labels = labels[:n]
+    probs = rng.dirichlet(np.ones(len(CLASSES)) * 0.3, size=n) * 0.4 + cell_probs(labels, 0.6) * 0.6
+    result = analyse_cell(probs)
+    assert len(result.assigned) == n and None not in result.assigned
+    assert sum(result.counts.values()) == n
+    assert ISCN.match(result.iscn), result.iscn
+    assert ISCN.match(iscn_string(result.counts))
+
+
+def test_empty_cell():
+    labels, sex, _ = assign(np.zeros((0, 24)))
+    assert labels == []
