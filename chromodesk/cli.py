@@ -26,7 +26,8 @@ FORMATS = ("csv", "karyogram", "annotated", "voc")
 def summary_line(result) -> str:
     cell = result.cell
     flags = [f for f in (cell.flags if cell else []) if f["type"] != "total"]
-    anomalies = ", ".join(f"{f['label']}x{f['count']}" for f in flags) or "none"
+    names = {"gain": "+{label} ({count} copies)", "loss": "-{label} ({count} copy)", "sex": "sex chromosomes {label}"}
+    anomalies = ", ".join(names[f["type"]].format(**f) for f in flags if f["type"] in names) or "none"
     labels = " ".join(f"{r.id}={r.label}" for r in result.doc)
     iscn = cell.iscn if cell else "?"
     return (f"{Path(result.doc.image_path).name}: {len(result.doc)} chromosomes ({result.boxes_source}); "
@@ -119,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("chromodesk: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # e.g. `chromodesk analyze ... | head`: the reader left, nothing to report
+        sys.stderr.close()
+        return EXIT_OK
 
 
 if __name__ == "__main__":
