@@ -18,15 +18,6 @@ from chromodesk.inference.bundle import BundleMeta, bundle_paths, load_bundle, r
 from chromodesk.inference.network import ChromosomeNet
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on a machine busy with training, several threads spin-wait for each other (10x slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
     """One real resnet18 bundle, saved once for the module; tests work on copies of it."""
