@@ -11,33 +11,7 @@ from pathlib import Path
 
 from chromodesk.core.errors import InputError
 
-
-def _parse_sources(values: list[str]) -> list[tuple[Path, float]]:
-    out = []
-    for v in values:
-        path, _, weight = v.rpartition(":") if ":" in v and v.rsplit(":", 1)[1].replace(".", "", 1).isdigit() else (v, "", "")
-        out.append((Path(path), float(weight) if weight else 1.0))
-    return out
-
-
-def load_data(values: list[str], pre, quiet: bool = False):
-    from tqdm import tqdm
-
-    from .data import CropSet, load_source
-
-    parts, weights = [], {}
-    for path, weight in _parse_sources(values):
-        bar = tqdm(total=0, desc=f"preprocessing {path.name}", unit="item", disable=quiet, leave=False)
-
-        def progress(i, n, bar=bar):
-            bar.total = n
-            bar.n = i
-            bar.refresh()
-
-        parts.append(load_source(path, pre, progress=progress))
-        bar.close()
-        weights[path.name] = weight
-    return CropSet.concat(parts), weights
+from .data import load_data
 
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:

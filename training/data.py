@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tqdm import tqdm
+
 from chromodesk.core.errors import InputError
 from chromodesk.core.imaging import SUPPORTED_SUFFIXES, load_gray
 from chromodesk.core.labels import CLASS_INDEX, normalize_label
@@ -155,6 +157,31 @@ def load_source(path: str | Path, cfg: PreprocessConfig, workers: int | None = N
              cases=data.cases, source=data.source)
     os.replace(tmp, cache)
     return data
+
+
+def _parse_sources(values: list[str]) -> list[tuple[Path, float]]:
+    out = []
+    for v in values:
+        path, _, weight = v.rpartition(":") if ":" in v and v.rsplit(":", 1)[1].replace(".", "", 1).isdigit() else (v, "", "")
+        out.append((Path(path), float(weight) if weight else 1.0))
+    return out
+
+
+def load_data(values: list[str], pre: PreprocessConfig, quiet: bool = False) -> tuple[CropSet, dict[str, float]]:
+    """Several ``PATH[:WEIGHT]`` sources as one CropSet, plus the per-source sampling weights."""
+    parts, weights = [], {}
+    for path, weight in _parse_sources(values):
+        bar = tqdm(total=0, desc=f"preprocessing {path.name}", unit="item", disable=quiet, leave=False)
+
+        def progress(i, n, bar=bar):
+            bar.total = n
+            bar.n = i
+            bar.refresh()
+
+        parts.append(load_source(path, pre, progress=progress))
+        bar.close()
+        weights[path.name] = weight
+    return CropSet.concat(parts), weights
 
 
 # -- splits --------------------------------------------------------------------------

@@ -15,8 +15,7 @@ from chromodesk.core.errors import InputError
 from chromodesk.core.karyotype import AssignmentConfig, analyse_cell, cell_flags, is_numerically_abnormal
 from chromodesk.core.labels import CLASS_INDEX, CLASSES
 
-from .cli import load_data
-from .data import CropSet, split_index
+from .data import CropSet, load_data, split_index
 from .metrics import cell_accuracy, classification_metrics
 
 MIN_CELL_FOR_ASSIGNMENT = 30  # assignment needs (nearly) the whole cell

@@ -176,8 +176,9 @@ class ImageView(QWidget):
             self.image_item.clear()
             return
         gray = cell.gray
-        self.image_item.setImage(gray, autoLevels=False, levels=_auto_levels(gray))
-        self.histogram.setLevels(*_auto_levels(gray))
+        levels = _auto_levels(gray)
+        self.image_item.setImage(gray, autoLevels=False, levels=levels)
+        self.histogram.setLevels(*levels)
         cell.changed.connect(self._on_event)
         cell.selectionChanged.connect(self._on_selection)
         self.fit()
