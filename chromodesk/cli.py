@@ -61,7 +61,7 @@ def cmd_analyze(args) -> int:
             if args.out and formats:
                 written = export_all(result.doc, result.image.gray, Path(args.out), formats,
                                      iscn=result.cell.iscn if result.cell else None)
-        except InputError as exc:
+        except (InputError, ValueError) as exc:  # ValueError: an export refused (e.g. would overwrite the source XML)
             print(f"chromodesk: {exc}", file=sys.stderr)
             status = EXIT_SOME_FAILED
             continue

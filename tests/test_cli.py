@@ -98,3 +98,15 @@ def test_image_without_annotation_gets_detected_boxes(tmp_path, random_bundle, c
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["boxes_source"] == "detected"
     assert result["count"] >= 6
+
+
+def test_export_that_would_overwrite_the_source_xml_is_refused_in_one_line(tmp_path, real_image, random_bundle, capsys):
+    image, xml = real_image
+    shutil.copy(image, tmp_path / image.name)
+    shutil.copy(xml, tmp_path / xml.name)  # VOC beside the image: exporting into the same folder would replace it
+    before = (tmp_path / xml.name).read_bytes()
+    rc = main(["analyze", str(tmp_path / image.name), "--model", str(random_bundle), "--out", str(tmp_path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1
+    assert any("overwrite the source annotation" in line for line in err)
+    assert (tmp_path / xml.name).read_bytes() == before  # the technician's annotation is untouched

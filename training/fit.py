@@ -20,7 +20,7 @@ from chromodesk.core.atomic import atomic_write_text
 from chromodesk.core.labels import CLASSES
 from chromodesk.core.preprocess import FEATURE_NAMES, PreprocessConfig
 from chromodesk.inference.bundle import BundleMeta, save_bundle
-from chromodesk.inference.network import ChromosomeNet
+from chromodesk.inference.network import ChromosomeNet, predict_batch
 
 from .augment import AugmentConfig, augment
 from .data import CropSet, make_split, split_index
@@ -129,14 +129,9 @@ def predict_probs(model: torch.nn.Module, data: CropSet, device, batch_size: int
     model.eval()
     out = []
     for s in range(0, len(data), batch_size):
-        x = torch.from_numpy(data.images[s : s + batch_size]).to(device).unsqueeze(1).float() / 127.5 - 1
+        x = torch.from_numpy(data.images[s : s + batch_size]).to(device)
         f = torch.from_numpy(data.features[s : s + batch_size]).to(device)
-        if flip_tta:
-            p = torch.softmax(model(torch.cat([x, x.flip(2, 3)]), torch.cat([f, f])).float(), 1)
-            p = 0.5 * (p[: len(x)] + p[len(x) :])
-        else:
-            p = torch.softmax(model(x, f).float(), 1)
-        out.append(p.cpu().numpy())
+        out.append(predict_batch(model, x, f, flip_tta).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, len(CLASSES)), np.float32)
 
 

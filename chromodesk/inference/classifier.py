@@ -11,7 +11,7 @@ import torch
 from chromodesk.core.preprocess import CellCrops
 
 from .bundle import DEFAULT_MODEL, BundleMeta, load_bundle
-from .network import to_input
+from .network import predict_batch
 
 
 def choose_device(requested: str = "auto") -> torch.device:
@@ -64,15 +64,9 @@ class Classifier:
         features = np.asarray(features, dtype=np.float32)  # callers may pass float64; the network is float32
         out = []
         for start in range(0, len(images), self.batch_size):
-            x = to_input(torch.from_numpy(np.ascontiguousarray(images[start : start + self.batch_size]))).to(self.device)
+            x = torch.from_numpy(np.ascontiguousarray(images[start : start + self.batch_size])).to(self.device)
             f = torch.from_numpy(np.ascontiguousarray(features[start : start + self.batch_size])).to(self.device)
-            if self.flip_tta:
-                logits = self.model(torch.cat([x, torch.flip(x, dims=(2, 3))]), torch.cat([f, f]))
-                probs = torch.softmax(logits.float(), dim=1)
-                probs = 0.5 * (probs[: len(x)] + probs[len(x) :])
-            else:
-                probs = torch.softmax(self.model(x, f).float(), dim=1)
-            out.append(probs.cpu().numpy())
+            out.append(predict_batch(self.model, x, f, self.flip_tta).cpu().numpy())
         return np.concatenate(out)
 
     def predict(self, crops: CellCrops) -> np.ndarray:

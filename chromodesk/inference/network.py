@@ -65,3 +65,13 @@ class ChromosomeNet(nn.Module):
 def to_input(images_uint8: torch.Tensor) -> torch.Tensor:
     """uint8 N x S x S -> float N x 1 x S x S, zero-centred (background 0 -> -1)."""
     return (images_uint8.unsqueeze(1).float() / 127.5) - 1.0
+
+
+def predict_batch(model: nn.Module, images_uint8: torch.Tensor, features: torch.Tensor, flip_tta: bool) -> torch.Tensor:
+    """Probabilities for one batch; with ``flip_tta`` averaged with the picture turned 180°
+    (chromosomes lie either way up). The one inference path for the app and for training reports."""
+    x = to_input(images_uint8)
+    if not flip_tta:
+        return torch.softmax(model(x, features).float(), dim=1)
+    probs = torch.softmax(model(torch.cat([x, torch.flip(x, dims=(2, 3))]), torch.cat([features, features])).float(), dim=1)
+    return 0.5 * (probs[: len(x)] + probs[len(x) :])
