@@ -33,6 +33,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--time-budget", type=float, default=0.0, help="minutes; stop and export after this long")
     p.add_argument("--max-train", type=int, default=0, help="cap on training crops (quick experiments)")
     p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--init", default="", metavar="BUNDLE",
+                   help="start from this model bundle's weights (fine-tuning) instead of random ones")
     p.add_argument("--no-test-curve", action="store_true", help="skip the per-epoch test evaluation (faster)")
     p.add_argument("--quiet", action="store_true")
 
@@ -49,7 +51,7 @@ def _configs(args):
                       patience=args.patience, label_smoothing=args.label_smoothing, seed=args.seed,
                       threads=args.threads, time_budget_min=args.time_budget, max_train=args.max_train,
                       augment=AugmentConfig(enabled=not args.no_augment),
-                      eval_test_each_epoch=not args.no_test_curve)
+                      eval_test_each_epoch=not args.no_test_curve, init_from=args.init)
     return pre, cfg
 
 

@@ -48,6 +48,7 @@ class TrainConfig:
     max_train: int = 0  # use at most this many training crops (smoke tests); 0 = all
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     source_weights: dict = field(default_factory=dict)  # source name -> sampling weight per epoch
+    init_from: str = ""  # bundle to start from (fine-tuning, warm restart); "" = random initialisation
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -109,6 +110,25 @@ def _scheduler(cfg: TrainConfig, opt, steps_per_epoch: int, clock: "_Clock"):
     if cfg.schedule == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total, pct_start=0.15)
     raise ValueError(f"unknown schedule {cfg.schedule!r}")
+
+
+def _initial_model(cfg: TrainConfig, pre: PreprocessConfig) -> ChromosomeNet:
+    """Random weights, or a bundle's (a lab fine-tuning the shipped model on its corrections).
+
+    The bundle must match the run's architecture and input size; other preprocessing
+    differences (filters) are what fine-tuning adapts to.
+    """
+    if not cfg.init_from:
+        return ChromosomeNet(cfg.arch, len(CLASSES), len(FEATURE_NAMES))
+    from chromodesk.core.errors import InputError
+    from chromodesk.inference.bundle import bundle_paths, load_bundle
+
+    model, meta = load_bundle(cfg.init_from)
+    if meta.architecture != cfg.arch:
+        raise InputError(bundle_paths(cfg.init_from)[0], f"is a {meta.architecture}, but the run trains {cfg.arch} (--arch)")
+    if meta.input_size != pre.size:
+        raise InputError(bundle_paths(cfg.init_from)[0], f"takes {meta.input_size} px crops, but the run uses {pre.size} px (--input-size)")
+    return model
 
 
 def batches_for_epoch(train: CropSet, cfg: TrainConfig, rng: np.random.Generator) -> np.ndarray:
@@ -202,7 +222,7 @@ def fit(data: CropSet, cfg: TrainConfig, pre: PreprocessConfig, run_dir: str | P
     if len(train) == 0 or len(val) == 0:
         raise ValueError(f"empty split: {len(train)} train, {len(val)} validation crops (need more cases)")
 
-    model = ChromosomeNet(cfg.arch, len(CLASSES), len(FEATURE_NAMES)).to(device)
+    model = _initial_model(cfg, pre).to(device)
     amp = device.type == "cuda"
     # bfloat16 autocast on CPUs with native bf16 (AVX512-BF16/AMX): measured 1.7x faster training here
     cpu_bf16 = device.type == "cpu" and cfg.cpu_bf16 and "AVX512" in torch.backends.cpu.get_cpu_capability()

@@ -14,12 +14,17 @@ import html
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
-from PySide6.QtGui import QFont, QPen
-from PySide6.QtWidgets import QGraphicsRectItem, QLabel, QVBoxLayout, QWidget
+from PySide6.QtGui import QColor, QFont, QFontMetricsF, QPen
+from PySide6.QtWidgets import QGraphicsItem, QGraphicsRectItem, QLabel, QVBoxLayout, QWidget
 
 from chromodesk.core.document import Box, ChromosomeRecord, Event
 
 from . import style
+
+
+# a pause between chunks of box creation: a zero timer would run every chunk (and the
+# repaint each one triggers) in one event-loop pass, which is the stall chunking avoids
+_BREATHE_MS = 4
 
 
 def _label_font() -> QFont:
@@ -27,6 +32,53 @@ def _label_font() -> QFont:
     font.setPointSize(8)
     font.setBold(True)
     return font
+
+
+class BoxLabel(QGraphicsItem):
+    """The label tab above a box: a filled rectangle with bold text, at screen size.
+
+    Painted directly rather than with pg.TextItem, whose rich-text document made
+    creating, relabelling and painting 46 labels the largest GUI stall of a new cell.
+    """
+
+    PAD = 2.0
+
+    def __init__(self, parent: QGraphicsItem):
+        super().__init__(parent)
+        self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIgnoresTransformations)
+        self.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
+        self._font = _label_font()
+        self._metrics = QFontMetricsF(self._font)
+        self._text = ""
+        self._fill = QColor(0, 0, 0)
+        self._border = QColor(0, 0, 0)
+        self._rect = QRectF()
+
+    def set_label(self, text: str, fill: QColor, border: QColor) -> None:
+        if text != self._text:
+            self.prepareGeometryChange()
+            self._text = text
+            w = self._metrics.horizontalAdvance(text) + 2 * self.PAD if text else 0.0
+            h = self._metrics.height() + self.PAD if text else 0.0
+            self._rect = QRectF(0.0, -h, w, h)  # above the box's top-left corner
+        self._fill, self._border = fill, border
+        self.update()
+
+    def toPlainText(self) -> str:  # same name as Qt's text items, for tests and accessibility
+        return self._text
+
+    def boundingRect(self) -> QRectF:
+        return self._rect
+
+    def paint(self, painter, option, widget=None) -> None:
+        if not self._text:
+            return
+        painter.setPen(QPen(self._border))
+        painter.setBrush(self._fill)
+        painter.drawRect(self._rect)
+        painter.setPen(QPen(QColor(255, 255, 255)))
+        painter.setFont(self._font)
+        painter.drawText(self._rect, Qt.AlignmentFlag.AlignCenter, self._text)
 
 
 class CellViewBox(pg.ViewBox):
@@ -76,9 +128,7 @@ class ChromosomeROI(pg.ROI):
         self.record_id = record.id
         self.translatable = False  # only the selected box moves: a click elsewhere never nudges a box
         self.setAcceptedMouseButtons(Qt.MouseButton.LeftButton)
-        self.text = pg.TextItem(anchor=(0, 1))
-        self.text.setFont(_label_font())
-        self.text.setParentItem(self)
+        self.text = BoxLabel(self)
         self.selected = False
         self._shown = None
         self.update_from(record)
@@ -97,16 +147,13 @@ class ChromosomeROI(pg.ROI):
             self.blockSignals(False)
         colour = style.colour(record)
         text = style.short_label(record)
-        if (text, colour.rgb()) != self._shown:  # TextItem updates are costly: only when something changed
+        if (text, colour.rgb()) != self._shown:
             self._shown = (text, colour.rgb())
             self.state_colour = colour
             self._apply_pen()
-            fill = pg.mkColor(colour)
+            fill = QColor(colour)
             fill.setAlpha(215)
-            self.text.setText(text, color=(255, 255, 255))
-            self.text.fill = pg.mkBrush(fill)
-            self.text.border = pg.mkPen(colour)
-            self.text.update()
+            self.text.set_label(text, fill, QColor(colour))
         self.setToolTip(style.tooltip(record))
 
     def _apply_pen(self) -> None:
@@ -182,14 +229,14 @@ class ImageView(QWidget):
         cell.changed.connect(self._on_event)
         cell.selectionChanged.connect(self._on_selection)
         self.fit()
-        # 46 boxes with labels cost ~100 ms of GUI time: create them a few per event-loop turn
+        # 46 boxes cost ~80 ms of GUI time: create them a few per event-loop turn
         self._to_add = list(cell.doc.records)
         self._add_some()
 
     def is_building(self) -> bool:
         return bool(self._to_add) or self._flush_pending
 
-    def _add_some(self, n: int = 8) -> None:
+    def _add_some(self, n: int = 4) -> None:
         if self.cell is None:
             return
         while self._to_add and n > 0:
@@ -200,7 +247,7 @@ class ImageView(QWidget):
                 self.rois[rid].set_selected(rid == self.cell.selected)
                 n -= 1
         if self._to_add:
-            QTimer.singleShot(0, self, self._add_some)
+            QTimer.singleShot(_BREATHE_MS, self, self._add_some)
 
     def fit(self) -> None:
         if self.cell is not None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QAbstractTableModel, QMimeData, QItemSelectionModel, QModelIndex, QSortFilterProxyModel, Qt, Signal
+from PySide6.QtCore import (QAbstractTableModel, QItemSelectionModel, QMimeData, QModelIndex, QSortFilterProxyModel, Qt,
+                            QTimer, Signal)
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView, QWidget
 
 from chromodesk.core.document import Event
@@ -20,6 +21,8 @@ class ChromosomeTableModel(QAbstractTableModel):
         super().__init__(parent)
         self.cell = None
         self._ids: list[str] = []
+        self._changed: set[str] = set()
+        self._flush_pending = False
 
     def set_cell(self, cell) -> None:
         self.beginResetModel()
@@ -53,7 +56,8 @@ class ChromosomeTableModel(QAbstractTableModel):
         return None
 
     def data(self, index: QModelIndex, role=Qt.ItemDataRole.DisplayRole):
-        if not index.isValid() or self.cell is None:
+        # Qt asks ~10 roles per cell per paint; answer the unused ones before any lookup
+        if role not in _ROLES or not index.isValid() or self.cell is None:
             return None
         record = self.cell.doc.records.get(self._ids[index.row()])
         if record is None:
@@ -117,13 +121,27 @@ class ChromosomeTableModel(QAbstractTableModel):
             self._ids.append(event.record_id)
             self.endInsertRows()
             return
+        # a classification brings 46 predictions and one reassignment at once: repaint once,
+        # on the next event-loop turn, instead of 47 times
         if event.record_id is None:
-            if self._ids:
-                self.dataChanged.emit(self.index(0, 0), self.index(len(self._ids) - 1, len(COLUMNS) - 1))
-            return
-        row = self.row_of(event.record_id)
-        if row >= 0 and event.record_id in doc.records:
-            self.dataChanged.emit(self.index(row, 0), self.index(row, len(COLUMNS) - 1))
+            self._changed.update(self._ids)
+        elif event.record_id in doc.records:
+            self._changed.add(event.record_id)
+        if self._changed and not self._flush_pending:
+            self._flush_pending = True
+            QTimer.singleShot(0, self, self._flush)
+
+    def _flush(self) -> None:
+        self._flush_pending = False
+        rows = [self.row_of(rid) for rid in self._changed]
+        self._changed = set()
+        rows = [r for r in rows if r >= 0]
+        if rows:
+            self.dataChanged.emit(self.index(min(rows), 0), self.index(max(rows), len(COLUMNS) - 1))
+
+
+_ROLES = frozenset({Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.ForegroundRole, Qt.ItemDataRole.ToolTipRole,
+                    Qt.ItemDataRole.TextAlignmentRole, SORT_ROLE, ID_ROLE})
 
 
 def _natural(record_id: str):

@@ -203,10 +203,14 @@ class Workspace(QObject):
         job.signals.finished.connect(self._job_finished)
         self._open_job = job
         self.runner.start(job)
+        if self.autosave:  # now, while the GUI is idle, rather than during the busy first paint
+            self.prefs.add_recent(path)
 
     def _open_failed(self, job: jobs.Job, path: Path, message: str, details: str) -> None:
         if job is self._open_job:
             self._open_job = None
+        if self.autosave:
+            self.prefs.forget_recent(path)
         self.error.emit(f"Could not open {path.name}: {message}", details)
 
     def _opened(self, job: jobs.Job, result: jobs.OpenResult) -> None:
@@ -214,8 +218,6 @@ class Workspace(QObject):
             return  # an older open finished after a newer one was asked for
         self._open_job = None
         self.set_cell(Cell(result.doc, result.gray, result.source, result.session_path, self))
-        if self.autosave:
-            self.prefs.add_recent(result.doc.image_path)
         notes = list(result.notes) + list(result.doc.warnings[:3])
         if result.restored:
             done = len([r for r in result.doc if r.confirmed])

@@ -60,7 +60,9 @@ def test_denoise_and_clahe_keep_shape_and_dtype():
     smooth = denoise(noisy, CFG)
     assert smooth.shape == gray.shape and smooth.dtype == np.uint8
     background = (slice(90, 120), slice(0, 30))
-    assert smooth[background].std() < noisy[background].std() / 2  # the noise is really reduced
+    assert smooth[background].std() < 0.8 * noisy[background].std()  # the noise is really reduced
+    # the report's 21 px search window averages more patches: stronger, 4x slower
+    assert denoise(noisy, PreprocessConfig(nlm_search=21))[background].std() < noisy[background].std() / 2
     assert denoise(noisy, PreprocessConfig(nlm_h=0)) is noisy  # 0 disables it
     out = clahe(gray, CFG)
     assert out.shape == gray.shape and out.dtype == np.uint8
@@ -228,12 +230,12 @@ def test_output_size_follows_the_config():
 def test_config_digest_is_stable_and_changes_with_any_parameter():
     # the crop caches of training and the shipped model are keyed by this: a changed
     # default or a changed hash recipe silently invalidates them
-    assert PreprocessConfig().digest() == "843495e6aa81"
+    assert PreprocessConfig().digest() == "db50adcdd6c0"
     assert PreprocessConfig().digest() == PreprocessConfig.from_dict(PreprocessConfig().to_dict()).digest()
     changed = {PreprocessConfig(**{name: value}).digest() for name, value in
                [("size", 96), ("margin", 5), ("nlm_h", 5.0), ("clahe_clip", 3.0), ("polarity", "dark_on_light"),
                 ("upright", False), ("morph_kernel", 5)]}
-    assert len(changed) == 7 and "843495e6aa81" not in changed
+    assert len(changed) == 7 and "db50adcdd6c0" not in changed
 
 
 def test_config_from_dict_ignores_unknown_keys():
