@@ -82,3 +82,25 @@ def test_two_process_gloo_training(tiny_crops, tmp_path):
     history = json.loads((run / "history.json").read_text())
     assert len(history) == 1
     assert (run / "model.json").is_file()
+
+
+def test_fine_tuning_starts_from_the_given_bundle(tiny_crops, tmp_path, capsys):
+    """--init: a lab retrains the shipped model on its own corrections instead of from scratch."""
+    from safetensors.numpy import load_file
+
+    base = tmp_path / "base"
+    common = ["--data", str(tiny_crops), "--optimizer", "adam", "--epochs", "1", "--max-train", "64", *FAST]
+    assert main(["fit", *common, "--out", str(base), "--lr", "3e-3"]) == 0
+    # at a learning rate too small to move the weights, only the starting point decides
+    tuned, scratch = tmp_path / "tuned", tmp_path / "scratch"
+    assert main(["fit", *common, "--out", str(tuned), "--lr", "1e-9", "--init", str(base / "model.json")]) == 0
+    assert main(["fit", *common, "--out", str(scratch), "--lr", "1e-9", "--seed", "1"]) == 0
+    name = "backbone.conv1.weight"
+    w_base, w_tuned, w_scratch = (load_file(str(run / "model.safetensors"))[name] for run in (base, tuned, scratch))
+    assert abs(w_tuned - w_base).max() < 1e-5 < abs(w_scratch - w_base).max()
+
+    capsys.readouterr()
+    wrong_size = [a for a in common if a not in ("--input-size", "32")] + ["--input-size", "48"]
+    rc = main(["fit", *wrong_size, "--out", str(tmp_path / "bad"), "--init", str(base / "model.json")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err.count("\n") == 0 and "model.json" in err and "32 px" in err
