@@ -49,16 +49,18 @@ def yield_to_gui() -> None:
     thread priority covers Windows and macOS. Idempotent: pool threads are reused.
     """
     QThread.currentThread().setPriority(QThread.Priority.LowPriority)
-    if hasattr(os, "setpriority") and sys.platform.startswith("linux"):
+    if _BASE_NICE is not None:
         try:
             tid = threading.get_native_id()
-            if os.getpriority(os.PRIO_PROCESS, tid) < _WORKER_NICE:
-                os.setpriority(os.PRIO_PROCESS, tid, _WORKER_NICE)
+            target = min(19, _BASE_NICE + 10)
+            if os.getpriority(os.PRIO_PROCESS, tid) < target:
+                os.setpriority(os.PRIO_PROCESS, tid, target)
         except OSError:  # not permitted in some sandboxes: run at normal priority
             pass
 
 
-_WORKER_NICE = 10
+# the GUI thread's niceness (this module is imported on it); workers go 10 steps lower
+_BASE_NICE = os.getpriority(os.PRIO_PROCESS, 0) if sys.platform.startswith("linux") else None
 
 
 class Job(QRunnable):

@@ -149,6 +149,7 @@ def test_open_error_becomes_a_dialog(qtbot, window, tmp_path, monkeypatch):
     qtbot.waitUntil(lambda: bool(shown), timeout=20000)
     assert "broken.jpg" in shown[0]
     assert window.workspace.cell is None
+    assert str(bad.resolve()) not in window.prefs.recent  # File > Open recent offers no broken file
 
 
 def test_image_without_annotations_gets_proposed_boxes(qtbot, window, cell_files, tmp_path):
