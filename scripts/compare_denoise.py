@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from chromodesk.inference.bundle import DEFAULT_MODEL, bundle_paths  # noqa: E402
-from training.evaluate import evaluate  # noqa: E402
+from training.evaluate import bundle_split_path, evaluate  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -31,17 +31,18 @@ def main(argv=None) -> int:
     p.add_argument("--search", type=int, nargs="+", default=[21, 9])
     args = p.parse_args(argv)
     json_path, weights = bundle_paths(args.model)
-    split = json_path.with_name(json_path.stem + ".split.json")
-    if not split.is_file():
-        split = json_path.parent / "split.json"
+    split = bundle_split_path(json_path)
+    if split is None:
+        print(f"compare_denoise: {json_path}: no split file beside the bundle", file=sys.stderr)
+        return 2
     with tempfile.TemporaryDirectory() as tmp:
+        shutil.copy(weights, Path(tmp) / weights.name)  # one copy shared by every setting
         for search in args.search:
             meta = json.loads(json_path.read_text())
             meta["preprocess"]["nlm_search"] = search
             meta["weights_file"] = weights.name
             copy = Path(tmp) / f"search{search}.json"
             copy.write_text(json.dumps(meta))
-            shutil.copy(weights, Path(tmp) / weights.name)
             r = evaluate(str(copy), [args.data], split="test", split_file=str(split), quiet=True)
             print(json.dumps({"model_id": r["model_id"], "nlm_search": search, "n_chromosomes": r["n_chromosomes"],
                               "accuracy": round(r["accuracy"], 4), "assigned_accuracy": round(r["assigned_accuracy"], 4),

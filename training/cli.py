@@ -137,6 +137,8 @@ def cmd_calibrate(args) -> int:
     result = calibrate(args.model, args.data, quiet=args.quiet, min_specificity=args.min_specificity)
     print(f"chosen: {result['chosen']}  (on {result['n_cells']} development cells: sensitivity "
           f"{result['chosen_row']['abnormal_sensitivity']:.3f}, specificity {result['chosen_row']['abnormal_specificity']:.3f})")
+    if not result["min_specificity_met"]:
+        print(f"note: no setting reached specificity {result['min_specificity']:.2f}; chose the most sensitive, then most specific")
     if args.json:
         atomic_write_text(args.json, json.dumps(result, indent=1))
     return 0

@@ -21,11 +21,17 @@ from .metrics import cell_accuracy, classification_metrics
 MIN_CELL_FOR_ASSIGNMENT = 30  # assignment needs (nearly) the whole cell
 
 
-def bundle_split(model_path: Path) -> dict | None:
+def bundle_split_path(model_path: Path) -> Path | None:
+    """The split a bundle was trained with: ``NAME.split.json`` beside it, or a run's ``split.json``."""
     for candidate in (model_path.with_suffix("").with_suffix(".split.json"), model_path.parent / "split.json"):
         if candidate.is_file():
-            return json.loads(candidate.read_text())
+            return candidate
     return None
+
+
+def bundle_split(model_path: Path) -> dict | None:
+    path = bundle_split_path(model_path)
+    return json.loads(path.read_text()) if path else None
 
 
 def select(data: CropSet, split: dict | None, part: str) -> CropSet:
@@ -161,8 +167,9 @@ def calibrate(model: str | None, data_path: str, parts=("train", "val"), quiet: 
     """Choose the assignment penalties on development cells (never the test split).
 
     Grid over a shared gain/loss penalty and the sex-complement penalty; pick the most
-    sensitive setting whose specificity on normal cells is at least ``min_specificity``,
-    ties broken by assigned per-chromosome accuracy.
+    sensitive setting whose specificity on normal cells is at least ``min_specificity``
+    (if none reaches it, the most sensitive of all, then the most specific; the result
+    says so in ``min_specificity_met``), ties broken by assigned per-chromosome accuracy.
     """
     from chromodesk.inference.bundle import DEFAULT_MODEL
     from chromodesk.inference.classifier import Classifier
@@ -194,7 +201,8 @@ def calibrate(model: str | None, data_path: str, parts=("train", "val"), quiet: 
             table.append(row)
             if not quiet:
                 print(json.dumps({k: v for k, v in row.items() if k != "abnormal_counts"}), flush=True)
-    ok = [r for r in table if r["abnormal_specificity"] >= min_specificity] or table
-    best = max(ok, key=lambda r: (r["abnormal_sensitivity"], r["abnormal_specificity"], r["assigned_accuracy"]))
+    ok = [r for r in table if r["abnormal_specificity"] >= min_specificity]
+    best = max(ok or table, key=lambda r: (r["abnormal_sensitivity"], r["abnormal_specificity"], r["assigned_accuracy"]))
     return {"chosen": {k: best[k] for k in ("gain_penalty", "loss_penalty", "sex_penalty")}, "chosen_row": best,
+            "min_specificity": min_specificity, "min_specificity_met": bool(ok),
             "table": table, "parts": list(parts), "n_cells": len(truth), "excluded": excluded}

@@ -20,6 +20,7 @@ from PySide6.QtWidgets import QGraphicsItem, QGraphicsRectItem, QLabel, QVBoxLay
 from chromodesk.core.document import Box, ChromosomeRecord, Event
 
 from . import style
+from .coalesce import NextTurn
 
 
 # a pause between chunks of box creation: a zero timer would run every chunk (and the
@@ -206,7 +207,7 @@ class ImageView(QWidget):
         self.cell = None
         self._dirty: set[str] = set()
         self._to_add: list[str] = []
-        self._flush_pending = False
+        self._flush_soon = NextTurn(self, self._flush)
         self.viewbox.boxDrawn.connect(self._drawn)
         self.viewbox.backgroundClicked.connect(lambda: self.selectRequested.emit(None))
 
@@ -234,7 +235,7 @@ class ImageView(QWidget):
         self._add_some()
 
     def is_building(self) -> bool:
-        return bool(self._to_add) or self._flush_pending
+        return bool(self._to_add) or self._flush_soon.pending
 
     def _add_some(self, n: int = 4) -> None:
         if self.cell is None:
@@ -272,14 +273,11 @@ class ImageView(QWidget):
         if event.kind in ("prediction", "label"):
             # 46 predictions + one reassignment arrive together: restyle each box once, next loop turn
             self._dirty.update(ids)
-            if not self._flush_pending:
-                self._flush_pending = True
-                QTimer.singleShot(0, self, self._flush)
+            self._flush_soon()
             return
         self._update(ids)
 
     def _flush(self) -> None:
-        self._flush_pending = False
         ids, self._dirty = self._dirty, set()
         if self.cell is not None:
             self._update(ids)

@@ -9,11 +9,12 @@ relabels it.
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QMimeData, QPoint, QPointF, QRectF, Qt, QTimer, Signal
+from PySide6.QtCore import QMimeData, QPoint, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QDrag, QFont, QImage, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import QGridLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from . import style
+from .coalesce import NextTurn
 
 MIME = "application/x-chromodesk-record"
 
@@ -203,7 +204,7 @@ class CountsPanel(QWidget):
         layout.addLayout(top)
         layout.addWidget(self.flags)
         self.cell = None
-        self._refresh_pending = False
+        self.refresh_soon = NextTurn(self, self.refresh)
 
     def set_cell(self, cell) -> None:
         if self.cell is not None:
@@ -213,13 +214,7 @@ class CountsPanel(QWidget):
             cell.changed.connect(self.refresh_soon)
         self.refresh()
 
-    def refresh_soon(self, *_):
-        if not self._refresh_pending:
-            self._refresh_pending = True
-            QTimer.singleShot(0, self, self.refresh)
-
     def refresh(self, *_):
-        self._refresh_pending = False
         cell = self.cell
         if cell is None:
             self.iscn.setText("—")

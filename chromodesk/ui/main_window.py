@@ -10,7 +10,7 @@ import logging
 from pathlib import Path
 from typing import Callable
 
-from PySide6.QtCore import QSize, Qt, QTimer, QUrl
+from PySide6.QtCore import QSize, Qt, QUrl
 from PySide6.QtGui import QAction, QDesktopServices, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 from chromodesk.core.imaging import SUPPORTED_SUFFIXES
 
 from .case import CaseList
+from .coalesce import NextTurn
 from .dialogs import ExportDialog, PreferencesDialog
 from .errors import log_dir, show_error
 from .image_view import ImageView
@@ -50,7 +51,7 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
         self.headless = headless  # errors are collected instead of shown (screenshot mode)
         self.errors: list[str] = []
-        self._review_pending = False
+        self._update_review_soon = NextTurn(self, self._update_review)
         self.prefs = prefs or Preferences()
         self.workspace = ws = Workspace(self.prefs, classifier_factory, self)
         ws.autosave = autosave
@@ -238,12 +239,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(f"ChromoDesk — {cell.image_path.name}{position}")
         self.case_list.show_current(cell.image_path)
 
-    def _update_review_soon(self, *_):
-        QTimer.singleShot(0, self, self._update_review) if not self._review_pending else None
-        self._review_pending = True
-
     def _update_review(self, *_):
-        self._review_pending = False
         cell = self.workspace.cell
         if cell is None:
             return

@@ -9,7 +9,7 @@ undo commands.
 
 from __future__ import annotations
 
-from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QObject, Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractSpinBox,
     QComboBox,
@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 from chromodesk.core.labels import CLASSES, DENVER_GROUPS
 
 from . import style
+from .coalesce import NextTurn
 
 # palette groups: Denver A-G, with X beside group C and Y beside group G (as on the karyogram)
 PALETTE_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = tuple(
@@ -96,7 +97,8 @@ class LabelPalette(QWidget):
         layout.addLayout(groups)
         layout.addLayout(actions)
         self.cell = None
-        self._refresh_pending = False
+        # many document events arrive together (46 predictions): redraw once, on the next loop turn
+        self.refresh_soon = NextTurn(self, self.refresh)
 
     def set_cell(self, cell) -> None:
         if self.cell is not None:
@@ -108,12 +110,6 @@ class LabelPalette(QWidget):
             cell.selectionChanged.connect(self.refresh)
         self.refresh()
 
-    def refresh_soon(self, *_):
-        """Many document events arrive together (46 predictions): redraw once, on the next loop turn."""
-        if not self._refresh_pending:
-            self._refresh_pending = True
-            QTimer.singleShot(0, self, self.refresh)
-
     def show_typed(self, text: str, valid: bool) -> None:
         if not text:
             self.typed.setText("")
@@ -122,7 +118,6 @@ class LabelPalette(QWidget):
             self.typed.setText(f"<span style='color:{colour}'>typed <b>{text}</b>{' ⏎' if valid else ''}</span>")
 
     def refresh(self, *_):
-        self._refresh_pending = False
         cell = self.cell
         record = cell.doc.records.get(cell.selected) if (cell is not None and cell.selected) else None
         counts = cell.counts() if cell is not None else {}

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import (QAbstractTableModel, QItemSelectionModel, QMimeData, QModelIndex, QSortFilterProxyModel, Qt,
-                            QTimer, Signal)
+from PySide6.QtCore import QAbstractTableModel, QItemSelectionModel, QMimeData, QModelIndex, QSortFilterProxyModel, Qt, Signal
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView, QWidget
 
 from chromodesk.core.document import Event
 
 from . import style
+from .coalesce import NextTurn
 from .karyogram import MIME
 
 COLUMNS = ("ID", "Label", "Conf.", "Status")
@@ -22,7 +22,7 @@ class ChromosomeTableModel(QAbstractTableModel):
         self.cell = None
         self._ids: list[str] = []
         self._changed: set[str] = set()
-        self._flush_pending = False
+        self._flush_soon = NextTurn(self, self._flush)
 
     def set_cell(self, cell) -> None:
         self.beginResetModel()
@@ -127,12 +127,10 @@ class ChromosomeTableModel(QAbstractTableModel):
             self._changed.update(self._ids)
         elif event.record_id in doc.records:
             self._changed.add(event.record_id)
-        if self._changed and not self._flush_pending:
-            self._flush_pending = True
-            QTimer.singleShot(0, self, self._flush)
+        if self._changed:
+            self._flush_soon()
 
     def _flush(self) -> None:
-        self._flush_pending = False
         rows = [self.row_of(rid) for rid in self._changed]
         self._changed = set()
         rows = [r for r in rows if r >= 0]
