@@ -25,7 +25,7 @@ import numpy as np
 
 from .document import Box
 from .errors import InputError
-from .preprocess import PreprocessConfig, clahe, is_dark_on_light
+from .preprocess import PreprocessConfig, clahe, needs_inversion
 
 
 @dataclass(frozen=True)
@@ -121,7 +121,7 @@ def enhance(gray: np.ndarray, cfg: DetectConfig = DetectConfig()) -> np.ndarray:
         raise InputError(None, f"unknown polarity {cfg.polarity!r}")
     if cfg.clahe_clip > 0:
         img = clahe(img, PreprocessConfig(clahe_clip=cfg.clahe_clip, clahe_tile_px=cfg.clahe_tile_px))
-    if cfg.polarity == "dark_on_light" or (cfg.polarity == "auto" and is_dark_on_light(img)):
+    if needs_inversion(img, cfg.polarity):
         img = 255 - img
     return img
 

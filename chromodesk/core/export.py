@@ -27,10 +27,10 @@ from .preprocess import (
     PreprocessConfig,
     crop_with_margin,
     enhance_image,
-    is_dark_on_light,
     isolate,
     long_axis_angle,
     main_component,
+    needs_inversion,
     rotate_upright,
     tight,
 )
@@ -133,7 +133,7 @@ def chromosome_ink(doc: Karyotype, gray: np.ndarray, cfg: PreprocessConfig = Pre
     """
     gray = _check_gray(doc, gray)
     enhanced = enhance_image(gray, cfg)
-    dark_on_light = cfg.polarity == "dark_on_light" or (cfg.polarity == "auto" and is_dark_on_light(gray))
+    dark_on_light = needs_inversion(gray, cfg.polarity)
     darkness = 255 - gray if dark_on_light else gray
     out: dict[str, np.ndarray] = {}
     for record in doc:

@@ -221,6 +221,20 @@ def test_preprocess_crops_is_the_per_picture_path():
     assert preprocess_crops([], CFG).images.shape == (0, 64, 64)
 
 
+def test_a_tight_crop_that_is_mostly_chromosome_keeps_the_polarity_of_its_cell():
+    # a karyogram crop of a long chromosome is mostly dark stain: judged alone it looks
+    # "light on dark", and its white background would become the chromosome (a frame)
+    gray, boxes = three_bars()
+    loose = [gray[b.ymin - 6 : b.ymax + 6, b.xmin - 6 : b.xmax + 6].copy() for b in boxes]
+    tight_pic = np.full((40, 14), SLIDE, np.uint8)
+    tight_pic[1:39, 1:13] = STAIN
+    assert not is_dark_on_light(tight_pic)  # alone it would be read the wrong way
+    cell = preprocess_crops([*loose, tight_pic], CFG)
+    crop = cell.images[-1]
+    assert crop[crop.shape[0] // 2, crop.shape[1] // 2] > 150  # the chromosome itself is bright
+    assert crop[:, : crop.shape[1] // 4].mean() < 30  # the slide beside it is dark, no bright frame
+
+
 def test_output_size_follows_the_config():
     gray, boxes = three_bars()
     assert preprocess_cell(gray, boxes[:1], PreprocessConfig(size=32)).images.shape == (1, 32, 32)
@@ -230,12 +244,12 @@ def test_output_size_follows_the_config():
 def test_config_digest_is_stable_and_changes_with_any_parameter():
     # the crop caches of training and the shipped model are keyed by this: a changed
     # default or a changed hash recipe silently invalidates them
-    assert PreprocessConfig().digest() == "db50adcdd6c0"
+    assert PreprocessConfig().digest() == "33d76a48dcec"
     assert PreprocessConfig().digest() == PreprocessConfig.from_dict(PreprocessConfig().to_dict()).digest()
     changed = {PreprocessConfig(**{name: value}).digest() for name, value in
                [("size", 96), ("margin", 5), ("nlm_h", 5.0), ("clahe_clip", 3.0), ("polarity", "dark_on_light"),
                 ("upright", False), ("morph_kernel", 5)]}
-    assert len(changed) == 7 and "db50adcdd6c0" not in changed
+    assert len(changed) == 7 and "33d76a48dcec" not in changed
 
 
 def test_config_from_dict_ignores_unknown_keys():
