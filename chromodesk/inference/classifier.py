@@ -40,7 +40,7 @@ class Classifier:
             torch.set_num_threads(os.cpu_count() or 1)
         self.model, self.meta = load_bundle(bundle or DEFAULT_MODEL, self.device)
         self.batch_size = batch_size
-        # chromosomes lie either way up: averaging the picture and its 180° turn removes that nuisance
+        # chromosomes lie either way up and either side out: averaging the four flips removes that nuisance
         self.flip_tta = flip_tta and bool(self.meta.training.get("flip_tta", True))
 
     @property

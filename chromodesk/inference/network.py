@@ -68,10 +68,12 @@ def to_input(images_uint8: torch.Tensor) -> torch.Tensor:
 
 
 def predict_batch(model: nn.Module, images_uint8: torch.Tensor, features: torch.Tensor, flip_tta: bool) -> torch.Tensor:
-    """Probabilities for one batch; with ``flip_tta`` averaged with the picture turned 180°
-    (chromosomes lie either way up). The one inference path for the app and for training reports."""
+    """Probabilities for one batch; with ``flip_tta`` averaged over the picture, its two mirror
+    images and its 180° turn (chromosomes lie either way up and either side out; training flips
+    the same ways). The one inference path for the app and for training reports."""
     x = to_input(images_uint8)
     if not flip_tta:
         return torch.softmax(model(x, features).float(), dim=1)
-    probs = torch.softmax(model(torch.cat([x, torch.flip(x, dims=(2, 3))]), torch.cat([features, features])).float(), dim=1)
-    return 0.5 * (probs[: len(x)] + probs[len(x) :])
+    views = torch.cat([x, x.flip(3), x.flip(2), x.flip((2, 3))])
+    probs = torch.softmax(model(views, features.repeat(4, 1)).float(), dim=1)
+    return probs.view(4, len(x), -1).mean(0)

@@ -103,9 +103,10 @@ def test_batches_do_not_change_the_answer(classifier):
     np.testing.assert_allclose(classifier.predict_arrays(images[3:4], features[3:4]), whole[3:4], atol=1e-5)
 
 
-def test_an_upside_down_chromosome_gets_the_same_answer(classifier):
+@pytest.mark.parametrize("flip", [(1, 2), (1,), (2,)], ids=["turned", "mirrored top-bottom", "mirrored left-right"])
+def test_an_upside_down_or_mirrored_chromosome_gets_the_same_answer(classifier, flip):
     images, features = crops(3)
-    turned = np.ascontiguousarray(images[:, ::-1, ::-1])
+    turned = np.ascontiguousarray(np.flip(images, axis=flip))
     assert classifier.flip_tta
     np.testing.assert_allclose(classifier.predict_arrays(turned, features),
                                classifier.predict_arrays(images, features), atol=1e-5)
