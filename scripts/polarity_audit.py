@@ -31,7 +31,7 @@ def audit(root: Path, cfg: PreprocessConfig) -> dict:
     for paths in by_cell.values():
         contrasted = [clahe(denoise(load_gray(root / p).gray, cfg), cfg) for p in paths]
         cell = needs_inversion(np.concatenate([c.ravel() for c in contrasted]), cfg.polarity)
-        disagree += sum(needs_inversion(c, cfg.polarity) != cell for c in contrasted)
+        disagree += int(sum(needs_inversion(c, cfg.polarity) != cell for c in contrasted))
         crops += len(paths)
     return {"source": root.name, "crops": crops, "cells": len(by_cell), "alone_differs_from_cell": disagree,
             "share": round(disagree / max(crops, 1), 4)}

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from chromodesk.core.atomic import atomic_write_text
 from training.evaluate import evaluate
+from training.report import plot_confusion
 
 ROOT = Path(__file__).resolve().parents[1]
 SETS = ("tseng2023-gband-metaphases", "gband-karyogram-chromosomes", "bioimlab-qband-chromosomes")
@@ -46,6 +47,7 @@ def main() -> int:
     out = ROOT / "out"
     out.mkdir(exist_ok=True)
     atomic_write_text(out / "evaluate-test.json", json.dumps(result, indent=1))
+    plot_confusion(result["confusion"], out / "confusion.png", "Shipped model, test split of all three sets (classifier alone)")
     print(json.dumps(meta["metrics"], indent=1))
     return 0
 
