@@ -10,29 +10,25 @@ hole before crop folders were decided per cell).
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
 from chromodesk.core.imaging import load_gray
 from chromodesk.core.preprocess import PreprocessConfig, clahe, denoise, needs_inversion
+from training.data import labelled_rows_by_cell, read_labels_csv
 
 
 def audit(root: Path, cfg: PreprocessConfig) -> dict:
-    with open(root / "labels.csv", newline="") as fh:
-        by_cell: dict[str, list[str]] = defaultdict(list)
-        for row in csv.DictReader(fh):
-            by_cell[row["cell"]].append(row["path"])
+    by_cell = labelled_rows_by_cell(read_labels_csv(root))  # the cells training preprocesses together
     crops = disagree = 0
-    for paths in by_cell.values():
-        contrasted = [clahe(denoise(load_gray(root / p).gray, cfg), cfg) for p in paths]
+    for rows in by_cell.values():
+        contrasted = [clahe(denoise(load_gray(root / r["path"]).gray, cfg), cfg) for r in rows]
         cell = needs_inversion(np.concatenate([c.ravel() for c in contrasted]), cfg.polarity)
         disagree += int(sum(needs_inversion(c, cfg.polarity) != cell for c in contrasted))
-        crops += len(paths)
+        crops += len(rows)
     return {"source": root.name, "crops": crops, "cells": len(by_cell), "alone_differs_from_cell": disagree,
             "share": round(disagree / max(crops, 1), 4)}
 

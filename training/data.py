@@ -94,6 +94,25 @@ def _one_crop_cell(args) -> tuple:
     return crops.images, crops.features, labels, cell, rows[0].get("case") or cell
 
 
+def read_labels_csv(root: Path) -> list[dict]:
+    """Rows of a crop folder's ``labels.csv`` (``path,label,cell[,case]``)."""
+    with open(root / "labels.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    missing = {"path", "label", "cell"} - set(rows[0].keys() if rows else [])
+    if missing:
+        raise InputError(root / "labels.csv", f"missing columns: {', '.join(sorted(missing))}")
+    return rows
+
+
+def labelled_rows_by_cell(rows: list[dict]) -> dict[str, list[dict]]:
+    """Rows with a known label, grouped by cell in file order (a cell is preprocessed together)."""
+    by_cell: dict[str, list[dict]] = {}
+    for r in rows:
+        if normalize_label(r["label"]) is not None:
+            by_cell.setdefault(r["cell"], []).append(r)
+    return by_cell
+
+
 def _fingerprint(root: Path, names: list[str], cfg: PreprocessConfig) -> str:
     h = hashlib.sha256(str(root.resolve()).encode())
     for n in names:
@@ -111,11 +130,7 @@ def load_source(path: str | Path, cfg: PreprocessConfig, workers: int | None = N
         images = _voc_images(root)
         key = _fingerprint(root, [p.name for p in images], cfg)
     else:
-        with open(root / "labels.csv", newline="") as fh:
-            rows = list(csv.DictReader(fh))
-        missing = {"path", "label", "cell"} - set(rows[0].keys() if rows else [])
-        if missing:
-            raise InputError(root / "labels.csv", f"missing columns: {', '.join(sorted(missing))}")
+        rows = read_labels_csv(root)
         key = _fingerprint(root, [r["path"] + r["label"] for r in rows], cfg)
     cache = CACHE_DIR / "crops" / f"{key}.npz"
     if cache.is_file():
@@ -128,11 +143,7 @@ def load_source(path: str | Path, cfg: PreprocessConfig, workers: int | None = N
         jobs = [(p, cfg) for p in images]
         fn = _one_voc_image
     else:
-        by_cell: dict[str, list[dict]] = {}
-        for r in rows:
-            if normalize_label(r["label"]) is not None:
-                by_cell.setdefault(r["cell"], []).append(r)
-        jobs = [(root, cell, rs, cfg) for cell, rs in by_cell.items()]
+        jobs = [(root, cell, rs, cfg) for cell, rs in labelled_rows_by_cell(rows).items()]
         fn = _one_crop_cell
     with ProcessPoolExecutor(workers) as pool:
         for i, out in enumerate(pool.map(fn, jobs, chunksize=4)):
