@@ -1,8 +1,10 @@
-"""Ship a training run as the bundled model: copy the bundle and its split into models/,
-evaluate it on the test split of every data set (with and without cell assignment),
-and record those figures in the bundle's metadata.
+"""Ship a training run (or a bundle with its split beside it, e.g. from ``chromodesk-train
+context``) as the bundled model: copy the bundle and its split into models/, evaluate it
+on the test split of every data set (crop network alone, whole classifier, with cell
+assignment), and record those figures in the bundle's metadata.
 
     .venv/bin/python scripts/ship_model.py runs/main [--shared ../shared/datasets]
+    .venv/bin/python scripts/ship_model.py runs/ctx3/model.json --fit-metrics runs/main2/metrics.json
 """
 
 from __future__ import annotations
@@ -26,28 +28,34 @@ def main() -> int:
     parser.add_argument("run", type=Path)
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "datasets")
     parser.add_argument("--name", default="chromodesk-resnet18")
+    parser.add_argument("--fit-metrics", type=Path, default=None,
+                        help="metrics.json of the crop network's fit run (for a context bundle made from it)")
     args = parser.parse_args()
     dest = ROOT / "models" / args.name
     dest.parent.mkdir(exist_ok=True)
-    shutil.copy(args.run / "model.safetensors", dest.with_suffix(".safetensors"))
-    meta = json.loads((args.run / "model.json").read_text())
+    bundle = args.run / "model.json" if args.run.is_dir() else args.run
+    split = args.run / "split.json" if args.run.is_dir() else bundle.with_suffix("").with_suffix(".split.json")
+    meta = json.loads(bundle.read_text())
+    shutil.copy(bundle.parent / meta["weights_file"], dest.with_suffix(".safetensors"))
     meta["weights_file"] = dest.with_suffix(".safetensors").name
     atomic_write_text(dest.with_suffix(".json"), json.dumps(meta, indent=2))
-    shutil.copy(args.run / "split.json", dest.with_suffix(".split.json"))
+    shutil.copy(split, dest.with_suffix(".split.json"))
 
     result = evaluate(str(dest.with_suffix(".json")), [str(args.shared / s) for s in SETS], split="test", quiet=True)
-    keep = ("accuracy", "cell_accuracy", "assigned_accuracy", "assigned_cell_accuracy", "abnormal_sensitivity",
+    keep = ("accuracy", "cell_accuracy", "crop_accuracy", "crop_cell_accuracy", "assigned_accuracy", "assigned_cell_accuracy", "abnormal_sensitivity",
             "abnormal_specificity", "n_chromosomes", "n_cells")
     meta["metrics"] = {"test_split": {k: result[k] for k in keep if k in result}, "per_source": result["sources"],
                        "evaluated_with": "chromodesk-train evaluate --split test (case-disjoint)"}
-    fit_metrics = json.loads((args.run / "metrics.json").read_text())
-    meta["training"]["train_images_per_s"] = fit_metrics.get("train_images_per_s")
-    meta["training"]["infer_images_per_s"] = fit_metrics.get("infer_images_per_s")
+    fit_path = args.fit_metrics or bundle.parent / "metrics.json"
+    if fit_path.is_file():
+        fit_metrics = json.loads(fit_path.read_text())
+        meta["training"]["train_images_per_s"] = fit_metrics.get("train_images_per_s")
+        meta["training"]["infer_images_per_s"] = fit_metrics.get("infer_images_per_s")
     atomic_write_text(dest.with_suffix(".json"), json.dumps(meta, indent=2))
     out = ROOT / "out"
     out.mkdir(exist_ok=True)
     atomic_write_text(out / "evaluate-test.json", json.dumps(result, indent=1))
-    plot_confusion(result["confusion"], out / "confusion.png", "Shipped model, test split of all three sets (classifier alone)")
+    plot_confusion(result["confusion"], out / "confusion.png", "Shipped model, test split of all three sets (classifier, no cell assignment)")
     print(json.dumps(meta["metrics"], indent=1))
     return 0
 

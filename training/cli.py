@@ -1,4 +1,4 @@
-"""``chromodesk-train``: fit, grid, evaluate. Bad input -> one line on stderr, exit 2."""
+"""``chromodesk-train``: fit, grid, evaluate, calibrate, context. Bad input -> one line on stderr, exit 2."""
 
 from __future__ import annotations
 
@@ -144,6 +144,19 @@ def cmd_calibrate(args) -> int:
     return 0
 
 
+def cmd_context(args) -> int:
+    from chromodesk.inference.cell_context import ContextConfig
+
+    from .context import ContextTrainConfig, fit_context_bundle
+
+    cfg = ContextTrainConfig(epochs=args.epochs, aug_passes=args.aug_passes, seed=args.seed,
+                             model=ContextConfig(dim=args.dim, layers=args.layers, members=args.members))
+    result = fit_context_bundle(args.model, args.data, args.out, cfg, quiet=args.quiet)
+    print(json.dumps({k: result[k] for k in ("bundle", "val_accuracy_crop_network", "val_accuracy_with_context",
+                                             "seconds")}))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="chromodesk-train", description="Train and evaluate ChromoDesk classifiers.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -173,6 +186,18 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--json", default=None)
     c.add_argument("--quiet", action="store_true")
     c.set_defaults(func=cmd_calibrate)
+    x = sub.add_parser("context", help="fit a bundle's cell-context stage on its training cells (crop network frozen)")
+    x.add_argument("--model", default=None, help="bundle (.json) with its split beside it; default: the shipped model")
+    x.add_argument("--data", nargs="+", required=True)
+    x.add_argument("--out", required=True, help="the new bundle (NAME.json; weights and split go beside it)")
+    x.add_argument("--epochs", type=int, default=60)
+    x.add_argument("--aug-passes", type=int, default=2, help="augmented views of each training chromosome")
+    x.add_argument("--dim", type=int, default=96)
+    x.add_argument("--layers", type=int, default=2)
+    x.add_argument("--members", type=int, default=1, help="context networks trained with different seeds, averaged")
+    x.add_argument("--seed", type=int, default=0)
+    x.add_argument("--quiet", action="store_true")
+    x.set_defaults(func=cmd_context)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -195,6 +195,14 @@ def load_data(values: list[str], pre: PreprocessConfig, quiet: bool = False) -> 
     return CropSet.concat(parts), weights
 
 
+def cell_groups(sources: np.ndarray, cells: np.ndarray) -> list[np.ndarray]:
+    """Row indices of each cell (a cell name is only unique within its source)."""
+    keys = np.char.add(np.char.add(sources.astype(str), "/"), cells.astype(str))
+    _, inverse = np.unique(keys, return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    return np.split(order, np.flatnonzero(np.diff(inverse[order])) + 1) if len(order) else []
+
+
 # -- splits --------------------------------------------------------------------------
 def split_groups(groups: np.ndarray, seed: int = 0, fractions=(0.7, 0.1, 0.2)) -> dict[str, str]:
     """Assign each case (or cell) to train/val/test: seeded, never by single chromosome."""

@@ -15,7 +15,7 @@ from chromodesk.core.errors import InputError
 from chromodesk.core.karyotype import AssignmentConfig, analyse_cell, cell_flags, is_numerically_abnormal
 from chromodesk.core.labels import CLASS_INDEX, CLASSES
 
-from .data import CropSet, load_data, split_index
+from .data import CropSet, cell_groups, load_data, split_index
 from .metrics import cell_accuracy, classification_metrics
 
 MIN_CELL_FOR_ASSIGNMENT = 30  # assignment needs (nearly) the whole cell
@@ -129,9 +129,13 @@ def evaluate(model: str | None, data_paths: list[str], split: str = "test", spli
     data = select(data, split_map, split)
     if len(data) == 0:
         raise InputError(None, f"no chromosomes in the '{split}' split of the given data")
-    probs = classifier.predict_arrays(data.images, data.features)
+    each, probs = classifier.predict_cells(data.images, data.features, cell_groups(data.source, data.cells))
     result = classification_metrics(probs, data.labels, data.cells)
-    result.update({"model_id": classifier.model_id, "split": split, "device": str(classifier.device)})
+    result.update({"model_id": classifier.model_id, "split": split, "device": str(classifier.device),
+                   "cell_context": classifier.has_context})
+    # the crop network alone, each chromosome on its own: what the context stage adds is visible
+    result["crop_accuracy"] = float((each.argmax(1) == data.labels).mean())
+    result["crop_cell_accuracy"] = cell_accuracy(each.argmax(1), data.labels, data.cells)
     result["sources"] = {}
     assigned, analyses = (assigned_predictions(probs, data.cells, cfg) if assign else (None, {}))
     if assign:
@@ -142,6 +146,8 @@ def evaluate(model: str | None, data_paths: list[str], split: str = "test", spli
         sel = data.source == src
         m = classification_metrics(probs[sel], data.labels[sel], data.cells[sel])
         entry = {k: m[k] for k in ("n_chromosomes", "n_cells", "accuracy", "cell_accuracy", "macro_auc_ovr")}
+        entry["crop_accuracy"] = float((each[sel].argmax(1) == data.labels[sel]).mean())
+        entry["crop_cell_accuracy"] = cell_accuracy(each[sel].argmax(1), data.labels[sel], data.cells[sel])
         if assign:
             entry["assigned_accuracy"] = float((assigned[sel] == data.labels[sel]).mean())
             entry["assigned_cell_accuracy"] = cell_accuracy(assigned[sel], data.labels[sel], data.cells[sel])
@@ -155,6 +161,15 @@ def evaluate(model: str | None, data_paths: list[str], split: str = "test", spli
             sub = data.subset(data.source == root.name)
             truth, excluded = abnormality_truth(findings, sub)
             result.update(flag_rates(analyses, truth))
+            # does knowing the rest of the cell hurt where the cell is not normal? the chromosomes of
+            # the cells with a visible numerical finding, scored by each stage
+            positive = np.isin(data.cells, [c for c, p in truth.items() if p]) & (data.source == root.name)
+            if positive.any():
+                result["abnormal_cells"] = {
+                    "n_cells": len({c for c, p in truth.items() if p}), "n_chromosomes": int(positive.sum()),
+                    "crop_accuracy": float((each[positive].argmax(1) == data.labels[positive]).mean()),
+                    "accuracy": float((probs[positive].argmax(1) == data.labels[positive]).mean()),
+                    "assigned_accuracy": float((assigned[positive] == data.labels[positive]).mean())}
             result["abnormal_excluded"] = excluded
             result["abnormal_flagged_cells"] = {
                 c: a.iscn for c, a in analyses.items() if c in truth and is_numerically_abnormal(a.flags)}
@@ -189,7 +204,7 @@ def calibrate(model: str | None, data_path: str, parts=("train", "val"), quiet: 
     truth, excluded = abnormality_truth(findings, data)
     cells_with_truth = np.isin(data.cells, list(truth))
     data = data.subset(cells_with_truth)
-    probs = classifier.predict_arrays(data.images, data.features)
+    _, probs = classifier.predict_cells(data.images, data.features, cell_groups(data.source, data.cells))
     table = []
     for penalty in (2.0, 3.0, 4.0, 5.0, 6.0, 8.0):
         for sex_penalty in (2.0, 4.0, 6.0):

@@ -128,6 +128,8 @@ def _initial_model(cfg: TrainConfig, pre: PreprocessConfig) -> ChromosomeNet:
         raise InputError(bundle_paths(cfg.init_from)[0], f"is a {meta.architecture}, but the run trains {cfg.arch} (--arch)")
     if meta.input_size != pre.size:
         raise InputError(bundle_paths(cfg.init_from)[0], f"takes {meta.input_size} px crops, but the run uses {pre.size} px (--input-size)")
+    # a retrained crop network changes what its cell-context stage was fitted to: refit that afterwards
+    model.context = None
     return model
 
 

@@ -1,8 +1,9 @@
 """Model bundle = ``NAME.safetensors`` (weights) + ``NAME.json`` (everything needed to use them).
 
 The JSON holds: format version, model id, class order, architecture, input size,
-relative-feature names, the preprocessing config, training summary and metrics, and
-the SHA-256 of the weights file. Loading verifies the checksum, the class list and
+relative-feature names, the preprocessing config, the size of the cell-context stage
+(``null`` when the bundle has none), training summary and metrics, and the SHA-256 of
+the weights file. Loading verifies the checksum, the class list and
 every tensor shape, and never unpickles anything (safetensors only).
 """
 
@@ -23,6 +24,7 @@ from chromodesk.core.errors import InputError
 from chromodesk.core.labels import CLASSES
 from chromodesk.core.preprocess import FEATURE_NAMES, PreprocessConfig
 
+from .cell_context import ContextConfig
 from .network import ARCHITECTURES, ChromosomeNet
 
 FORMAT_VERSION = 1
@@ -41,6 +43,7 @@ class BundleMeta:
     metrics: dict = field(default_factory=dict)
     weights_sha256: str = ""
     weights_file: str = ""
+    context: ContextConfig | None = None  # the cell-context stage, when the bundle has one
 
     def to_json(self) -> dict:
         return {
@@ -53,6 +56,7 @@ class BundleMeta:
             "preprocess": self.preprocess.to_dict(),
             "weights_file": self.weights_file,
             "weights_sha256": self.weights_sha256,
+            "context": self.context.to_dict() if self.context else None,
             "training": self.training,
             "metrics": self.metrics,
         }
@@ -106,6 +110,7 @@ def read_meta(path: str | Path) -> BundleMeta:
             feature_names=tuple(data["feature_names"]), training=data.get("training", {}),
             metrics=data.get("metrics", {}), weights_sha256=data["weights_sha256"],
             weights_file=data.get("weights_file") or json_path.with_suffix(".safetensors").name,
+            context=ContextConfig.from_dict(data["context"]) if data.get("context") else None,
         )
     except KeyError as exc:
         raise InputError(json_path, f"model metadata lacks the key {exc}") from None
@@ -131,7 +136,7 @@ def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> tuple[C
     # built on the meta device: no memory and no random initialisation for weights that are
     # replaced at once (vgg16 would otherwise initialise ~138M parameters just to discard them)
     with torch.device("meta"):
-        model = ChromosomeNet(meta.architecture, len(meta.classes), len(meta.feature_names))
+        model = ChromosomeNet(meta.architecture, len(meta.classes), len(meta.feature_names), context=meta.context)
     expected = model.state_dict()
     problems = [k for k in expected if k not in state] + [k for k in state if k not in expected]
     problems += [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]

@@ -1,4 +1,9 @@
-"""Batched chromosome classification: crops + relative features -> probabilities over CLASSES."""
+"""Batched chromosome classification: crops + relative features -> probabilities over CLASSES.
+
+Two stages: the crop network looks at each chromosome on its own (``predict_arrays``,
+``predict_each``); the bundle's cell-context stage, when it has one, then re-scores all
+chromosomes of one cell together (``in_context``). ``predict`` does both for one cell.
+"""
 
 from __future__ import annotations
 
@@ -55,8 +60,13 @@ class Classifier:
     def info(self) -> BundleMeta:
         return self.meta
 
+    @property
+    def has_context(self) -> bool:
+        return self.model.context is not None
+
     @torch.inference_mode()
     def predict_arrays(self, images: np.ndarray, features: np.ndarray) -> np.ndarray:
+        """Crop network only: each chromosome on its own."""
         if len(images) != len(features):
             raise ValueError(f"{len(images)} crops but {len(features)} feature rows")
         if len(images) == 0:
@@ -69,5 +79,29 @@ class Classifier:
             out.append(predict_batch(self.model, x, f, self.flip_tta).cpu().numpy())
         return np.concatenate(out)
 
-    def predict(self, crops: CellCrops) -> np.ndarray:
+    def predict_each(self, crops: CellCrops) -> np.ndarray:
+        """Crop network only, for any subset of a cell's crops (the GUI predicts in chunks)."""
         return self.predict_arrays(crops.images, crops.features)
+
+    @torch.inference_mode()
+    def in_context(self, probs: np.ndarray, features: np.ndarray) -> np.ndarray:
+        """One whole cell's crop-network probabilities re-scored together; unchanged without a context stage."""
+        probs = np.asarray(probs, dtype=np.float32)
+        if self.model.context is None or len(probs) == 0:
+            return probs
+        logp = torch.from_numpy(np.log(np.clip(probs, 1e-6, 1.0)))[None].to(self.device)
+        feats = torch.from_numpy(np.asarray(features, dtype=np.float32))[None].to(self.device)
+        return torch.softmax(self.model.context(logp, feats).float(), -1)[0].cpu().numpy()
+
+    def predict(self, crops: CellCrops) -> np.ndarray:
+        """All chromosomes of one cell: crop network, then the cell-context stage."""
+        return self.in_context(self.predict_each(crops), crops.features)
+
+    def predict_cells(self, images: np.ndarray, features: np.ndarray, groups: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Many cells at once (evaluation): (crop-network, final) probabilities; ``groups`` are the
+        row indices of each cell."""
+        each = self.predict_arrays(images, features)
+        final = each.copy()
+        for rows in groups:
+            final[rows] = self.in_context(each[rows], features[rows])
+        return each, final

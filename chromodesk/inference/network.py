@@ -11,6 +11,8 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
+from .cell_context import CellContext, ContextConfig
+
 ARCHITECTURES = ("resnet18", "resnet50", "vgg16", "inception_v3", "inception_v3_chu")
 MIN_INPUT = {"inception_v3": 75, "inception_v3_chu": 75, "vgg16": 32}
 
@@ -39,8 +41,13 @@ def _backbone(arch: str) -> tuple[nn.Module, int]:
 
 
 class ChromosomeNet(nn.Module):
-    def __init__(self, arch: str = "resnet18", num_classes: int = 24, num_features: int = 5, hidden: int = 256):
+    """The crop network (``forward``: one chromosome at a time) and, when the bundle has one,
+    its cell-context stage (``context``: all chromosomes of a cell together)."""
+
+    def __init__(self, arch: str = "resnet18", num_classes: int = 24, num_features: int = 5, hidden: int = 256,
+                 context: ContextConfig | None = None):
         super().__init__()
+        self.context = CellContext(num_classes, num_features, context) if context is not None else None
         self.arch = arch
         self.backbone, width = _backbone(arch)
         self.min_input = MIN_INPUT.get(arch, 0)

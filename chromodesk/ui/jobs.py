@@ -206,7 +206,8 @@ class ClassifyResult:
 
 def classify_job(gray: np.ndarray, items: tuple[ClassifyItem, ...], targets: frozenset[str], classifier, *,
                  progress, is_cancelled, chunk: int = 16) -> ClassifyResult:
-    """Preprocess the whole cell (features are relative to it), predict in chunks for progress."""
+    """Preprocess the whole cell (features are relative to it), run the crop network in chunks
+    for progress, then the cell-context stage over all of them."""
     n = len(items)
     progress(0, n + 1, f"Preprocessing {n} chromosomes")
     crops = preprocess_cell(gray, [it.box for it in items], classifier.preprocess)
@@ -217,12 +218,13 @@ def classify_job(gray: np.ndarray, items: tuple[ClassifyItem, ...], targets: fro
     for start in range(0, n, chunk):
         part = CellCrops(crops.images[start : start + chunk], crops.features[start : start + chunk],
                          crops.raw[start : start + chunk])
-        out = np.asarray(classifier.predict(part), dtype=np.float64)
+        out = np.asarray(classifier.predict_each(part), dtype=np.float64)
         if out.shape != (len(part.images), len(CLASSES)):
             raise ValueError(f"classifier returned {out.shape}, expected ({len(part.images)}, {len(CLASSES)})")
         probs.append(out)
         progress(1 + min(start + chunk, n), n + 1, "Classifying")
     allp = np.concatenate(probs) if probs else np.zeros((0, len(CLASSES)))
+    allp = np.asarray(classifier.in_context(allp, crops.features), dtype=np.float64)
     predictions = [(it.record_id, it.box_revision, p) for it, p in zip(items, allp)]
     return ClassifyResult(str(classifier.model_id), predictions, targets)
 

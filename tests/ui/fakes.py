@@ -31,6 +31,7 @@ class FakeClassifier:
         self.fail = fail
         self.preprocess = preprocess
         self.calls: list[int] = []
+        self.context_calls: list[int] = []  # sizes of the cells seen whole by the context stage
         self.started = threading.Event()
 
     @classmethod
@@ -40,7 +41,7 @@ class FakeClassifier:
         ann = read_voc(xml, image_size)
         return cls({tuple(o.box.as_list()): o.label for o in ann.objects if o.label}, **kwargs)
 
-    def predict(self, crops) -> np.ndarray:
+    def predict_each(self, crops) -> np.ndarray:
         self.started.set()
         self.calls.append(len(crops.images))
         if self.delay:
@@ -65,3 +66,10 @@ class FakeClassifier:
                 else:
                     out[i, idx] = 0.92
         return out / out.sum(axis=1, keepdims=True)
+
+    def in_context(self, probs, features) -> np.ndarray:
+        self.context_calls.append(len(probs))
+        return np.asarray(probs)
+
+    def predict(self, crops) -> np.ndarray:
+        return self.in_context(self.predict_each(crops), crops.features)

@@ -21,6 +21,8 @@ def test_open_classify_correct_undo_redo_export(qtbot, window, cell_files, tmp_p
     doc = _doc(window)
     assert len(doc) == 46
     assert all(r.probabilities is not None and r.model_id == "fake-model" for r in doc)
+    # the crop network ran in chunks (progress), the cell-context stage once over the whole cell
+    assert max(ws.classifier.calls) < 46 and ws.classifier.context_calls[-1] == 46
     # the fake follows the file labels; the cell-level assignment keeps them
     assert all(r.label == r.file_label for r in doc)
     assert window.counts.iscn.text() == "46,XX"

@@ -1,0 +1,71 @@
+"""The cell-context stage learns what one chromosome alone cannot tell: which of two look-alikes
+it is, given that the rest of the cell already holds two clear copies of one of them."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+
+from chromodesk.inference.cell_context import ContextConfig
+from chromodesk.inference.classifier import Classifier
+from training.cli import main
+from training.context import ContextTrainConfig, fit_context, refine_cells
+from training.data import cell_groups
+
+N_CLASSES, N_FEATURES = 24, 5
+
+
+def _cells(n_cells: int, rng: np.random.Generator):
+    """Normal cells (two of each class). A fifth of the chromosomes are ambiguous for the crop
+    network: half their probability on the true class, half on a random other class."""
+    probs, labels, cells = [], [], []
+    for c in range(n_cells):
+        y = np.repeat(np.arange(N_CLASSES), 2)
+        p = np.full((len(y), N_CLASSES), 0.02 / (N_CLASSES - 1))
+        p[np.arange(len(y)), y] = 0.98
+        for i in np.flatnonzero(rng.random(len(y)) < 0.2):
+            other = (y[i] + rng.integers(1, N_CLASSES)) % N_CLASSES
+            p[i] = 0.0
+            p[i, y[i]], p[i, other] = (0.49, 0.51) if rng.random() < 0.5 else (0.51, 0.49)
+        probs.append(p)
+        labels.append(y)
+        cells += [f"cell{c}"] * len(y)
+    return np.concatenate(probs).astype(np.float32), np.concatenate(labels), np.array(cells)
+
+
+def test_context_stage_resolves_look_alikes_from_the_rest_of_the_cell():
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    probs, labels, cells = _cells(300, rng)
+    features = rng.normal(0, 0.1, size=(len(labels), N_FEATURES)).astype(np.float32)
+    groups = cell_groups(np.array(["synthetic"] * len(labels)), cells)
+    train, val = groups[:260], groups[260:]
+    cfg = ContextTrainConfig(epochs=20, batch_cells=8, lr=3e-3, model=ContextConfig(dim=48, layers=1, heads=4))
+    context, history = fit_context([probs], features, labels, train, probs, val, cfg, log=lambda m: None)
+    rows = np.concatenate(val)
+    alone = (probs[rows].argmax(1) == labels[rows]).mean()
+    together = (refine_cells(context, probs, features, val)[rows].argmax(1) == labels[rows]).mean()
+    assert alone < 0.92  # about a tenth of the chromosomes are wrong on their own
+    assert together > alone + 0.05, (alone, together)
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+
+
+def test_context_command_writes_a_bundle_the_app_loads(tiny_crops, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["fit", "--data", str(tiny_crops), "--out", str(run), "--epochs", "1", "--input-size", "32",
+                 "--batch-size", "16", "--no-test-curve", "--quiet"]) == 0
+    out = tmp_path / "with-context" / "model.json"
+    assert main(["context", "--model", str(run / "model.json"), "--data", str(tiny_crops), "--out", str(out),
+                 "--epochs", "2", "--aug-passes", "1", "--dim", "32", "--layers", "1", "--members", "2", "--quiet"]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert 0.0 <= printed["val_accuracy_with_context"] <= 1.0
+    classifier = Classifier(out, device="cpu")
+    assert classifier.has_context and "+ctx" in classifier.model_id
+    assert (out.parent / "model.split.json").read_text() == (run / "split.json").read_text()
+    # evaluate reports the crop network alone beside the whole classifier
+    report = tmp_path / "eval.json"
+    assert main(["evaluate", "--model", str(out), "--data", str(tiny_crops), "--json", str(report), "--quiet"]) == 0
+    result = json.loads(report.read_text())
+    assert result["cell_context"] is True and {"accuracy", "crop_accuracy"} <= result.keys()
