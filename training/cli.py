@@ -122,8 +122,8 @@ def cmd_evaluate(args) -> int:
         if key in result:
             print(f"{key}: {result[key]:.4f}" if isinstance(result[key], float) else f"{key}: {result[key]}")
     for src, m in result.get("sources", {}).items():
-        print(f"  {src}: {m['n_chromosomes']} chromosomes / {m['n_cells']} cells, accuracy {m['accuracy']:.4f}, "
-              f"cells all correct {m['cell_accuracy']:.4f}" +
+        print(f"  {src}: {m['n_chromosomes']} chromosomes / {m['n_cells']} cells, accuracy {m['accuracy']:.4f} "
+              f"(crop network alone {m['crop_accuracy']:.4f}), cells all correct {m['cell_accuracy']:.4f}" +
               (f"; assigned {m['assigned_accuracy']:.4f} / {m['assigned_cell_accuracy']:.4f}" if "assigned_accuracy" in m else ""))
     print(f"n_chromosomes: {result['n_chromosomes']}, n_cells: {result['n_cells']}, seconds: {result['seconds']:.1f}")
     return 0

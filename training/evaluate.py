@@ -16,7 +16,7 @@ from chromodesk.core.karyotype import AssignmentConfig, analyse_cell, cell_flags
 from chromodesk.core.labels import CLASS_INDEX, CLASSES
 
 from .data import CropSet, cell_groups, load_data, split_index
-from .metrics import cell_accuracy, classification_metrics
+from .metrics import cell_accuracy, classification_metrics, review_triage
 
 MIN_CELL_FOR_ASSIGNMENT = 30  # assignment needs (nearly) the whole cell
 
@@ -136,6 +136,7 @@ def evaluate(model: str | None, data_paths: list[str], split: str = "test", spli
     # the crop network alone, each chromosome on its own: what the context stage adds is visible
     result["crop_accuracy"] = float((each.argmax(1) == data.labels).mean())
     result["crop_cell_accuracy"] = cell_accuracy(each.argmax(1), data.labels, data.cells)
+    result["review_triage"] = {"classifier": review_triage(probs, data.labels), "crop_network": review_triage(each, data.labels)}
     result["sources"] = {}
     assigned, analyses = (assigned_predictions(probs, data.cells, cfg) if assign else (None, {}))
     if assign:

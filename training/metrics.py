@@ -55,3 +55,14 @@ def classification_metrics(probs: np.ndarray, labels: np.ndarray, cells: np.ndar
         "per_class": per_class,
         "confusion": confusion.tolist(),
     }
+
+
+def review_triage(probs: np.ndarray, labels: np.ndarray, threshold: float = 0.9) -> dict:
+    """What the technician's review sees: the app marks a label sure at ``threshold`` (green) and
+    asks to check the rest. A useful classifier marks few sure-but-wrong and most errors unsure."""
+    conf = probs.max(1)
+    right = probs.argmax(1) == labels
+    sure = conf >= threshold
+    return {"threshold": threshold, "share_marked_sure": float(sure.mean()) if len(sure) else float("nan"),
+            "error_among_sure": float(1 - right[sure].mean()) if sure.any() else float("nan"),
+            "errors_marked_unsure": float((~right & ~sure).sum() / max(int((~right).sum()), 1))}
