@@ -202,6 +202,7 @@ class ClassifyResult:
     model_id: str
     predictions: list[tuple[str, int, np.ndarray]]  # record id, box revision, probabilities
     targets: frozenset[str]
+    whole_cell: bool = False  # every record's answer depends on the others (cell-context stage): apply all
 
 
 def classify_job(gray: np.ndarray, items: tuple[ClassifyItem, ...], targets: frozenset[str], classifier, *,
@@ -226,7 +227,7 @@ def classify_job(gray: np.ndarray, items: tuple[ClassifyItem, ...], targets: fro
     allp = np.concatenate(probs) if probs else np.zeros((0, len(CLASSES)))
     allp = np.asarray(classifier.in_context(allp, crops.features), dtype=np.float64)
     predictions = [(it.record_id, it.box_revision, p) for it, p in zip(items, allp)]
-    return ClassifyResult(str(classifier.model_id), predictions, targets)
+    return ClassifyResult(str(classifier.model_id), predictions, targets, bool(getattr(classifier, "has_context", False)))
 
 
 def detached(doc: Karyotype) -> Karyotype:

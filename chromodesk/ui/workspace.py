@@ -331,8 +331,10 @@ class Workspace(QObject):
             return  # cancelled, or another cell is open now
         applied = 0
         for rid, revision, probs in result.predictions:
-            # only boxes unchanged since the snapshot; set_prediction never touches a confirmed label
-            if rid in result.targets and cell.doc.set_prediction(rid, probs, result.model_id, box_revision=revision):
+            # only boxes unchanged since the snapshot; set_prediction never touches a confirmed label.
+            # With a cell-context stage a new or moved box changes the others' answers too.
+            wanted = rid in result.targets or result.whole_cell
+            if wanted and cell.doc.set_prediction(rid, probs, result.model_id, box_revision=revision):
                 applied += 1
         reassign(cell.doc)
         self.classified.emit(applied)

@@ -24,12 +24,13 @@ class FakeClassifier:
 
     def __init__(self, labels_by_box: dict[tuple[int, int, int, int], str] | None = None, *,
                  model_id: str = "fake-model", delay: float = 0.0, fail: str | None = None,
-                 preprocess: PreprocessConfig = PreprocessConfig(nlm_h=0.0)):
+                 preprocess: PreprocessConfig = PreprocessConfig(nlm_h=0.0), has_context: bool = False):
         self.labels_by_box = dict(labels_by_box or {})
         self.model_id = model_id
         self.delay = delay
         self.fail = fail
         self.preprocess = preprocess
+        self.has_context = has_context  # like a bundle with a cell-context stage: answers depend on the cell size
         self.calls: list[int] = []
         self.context_calls: list[int] = []  # sizes of the cells seen whole by the context stage
         self.started = threading.Event()
@@ -69,7 +70,11 @@ class FakeClassifier:
 
     def in_context(self, probs, features) -> np.ndarray:
         self.context_calls.append(len(probs))
-        return np.asarray(probs)
+        probs = np.array(probs, dtype=np.float64)
+        if self.has_context and len(probs):
+            probs[:, -1] += 0.001 * len(probs)  # a small pull that depends on the rest of the cell
+            probs /= probs.sum(axis=1, keepdims=True)
+        return probs
 
     def predict(self, crops) -> np.ndarray:
         return self.in_context(self.predict_each(crops), crops.features)

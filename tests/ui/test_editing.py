@@ -77,6 +77,21 @@ def test_click_on_background_clears_selection_and_delete_key(qtbot, window, cell
     assert ws.cell.selected is None
 
 
+def test_with_a_context_stage_a_new_box_updates_the_whole_cell(qtbot, make_window, cell_files):
+    window = make_window(FakeClassifier.from_voc(cell_files[1], (1134, 759), has_context=True))
+    open_and_classify(qtbot, window, cell_files[0])
+    ws = window.workspace
+    doc = ws.cell.doc
+    other = next(iter(doc.records))
+    before = tuple(doc.get(other).probabilities)
+    ws.add_box(Box(900, 600, 960, 700))
+    with qtbot.waitSignal(ws.classified, timeout=30000) as done:
+        pass
+    assert done.args[0] == 47  # every chromosome's answer was refreshed, not only the new one
+    assert tuple(doc.get(other).probabilities) != before
+    qtbot.waitUntil(ws.is_settled, timeout=30000)
+
+
 def test_results_apply_only_to_unchanged_boxes(qtbot, make_window, cell_files):
     slow = FakeClassifier.from_voc(cell_files[1], (1134, 759), delay=0.6)
     window = make_window(slow)
