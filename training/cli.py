@@ -77,6 +77,13 @@ def cmd_fit(args) -> int:
             dist.destroy_process_group()
     if rank == 0:
         _print_summary(metrics, Path(args.out))
+        if args.context:  # the crop network is final: fit its cell-context stage into the same bundle
+            from .context import fit_context_bundle
+
+            bundle = Path(args.out) / "model.json"
+            result = fit_context_bundle(str(bundle), args.data, str(bundle), quiet=args.quiet)
+            print(f"cell-context stage: validation {result['val_accuracy_crop_network']:.4f} -> "
+                  f"{result['val_accuracy_with_context']:.4f}")
     return 0
 
 
@@ -163,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("fit", help="train one model")
     _add_train_args(p)
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--context", action="store_true",
+                   help="then fit the cell-context stage (as `context` does) into OUT/model.json")
     p.set_defaults(func=cmd_fit)
     g = sub.add_parser("grid", help="the report's grid: optimizers x learning rates (x architectures)")
     _add_train_args(g)

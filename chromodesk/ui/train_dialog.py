@@ -145,7 +145,9 @@ class TrainDialog(QDialog):
                 data.append(str(reviewed))
         if not data:
             raise ValueError("add at least one training data folder")
-        args = ["-m", "training.cli", "fit", "--data", *data, "--out", str(out), "--epochs", str(self.epochs.value())]
+        # --context: the model the app gets back has its cell-context stage, like the shipped one
+        args = ["-m", "training.cli", "fit", "--data", *data, "--out", str(out), "--epochs", str(self.epochs.value()),
+                "--context"]
         if self.minutes.value():
             args += ["--time-budget", str(self.minutes.value())]
         return args

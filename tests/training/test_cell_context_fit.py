@@ -69,3 +69,14 @@ def test_context_command_writes_a_bundle_the_app_loads(tiny_crops, tmp_path, cap
     assert main(["evaluate", "--model", str(out), "--data", str(tiny_crops), "--json", str(report), "--quiet"]) == 0
     result = json.loads(report.read_text())
     assert result["cell_context"] is True and {"accuracy", "crop_accuracy"} <= result.keys()
+
+
+def test_fit_with_context_then_fine_tuning_drops_the_stale_stage(tiny_crops, tmp_path):
+    common = ["--data", str(tiny_crops), "--epochs", "1", "--input-size", "32", "--batch-size", "16",
+              "--no-test-curve", "--quiet"]
+    run, tuned = tmp_path / "run", tmp_path / "tuned"
+    assert main(["fit", *common, "--out", str(run), "--context"]) == 0
+    assert Classifier(run / "model.json", device="cpu").has_context  # what Tools > Train model gives the app
+    # a retrained crop network would not match the old stage: --init starts without it
+    assert main(["fit", *common, "--out", str(tuned), "--init", str(run / "model.json")]) == 0
+    assert not Classifier(tuned / "model.json", device="cpu").has_context
