@@ -4,7 +4,7 @@ on the test split of every data set (crop network alone, whole classifier, with 
 assignment), and record those figures in the bundle's metadata.
 
     .venv/bin/python scripts/ship_model.py runs/main [--shared ../shared/datasets]
-    .venv/bin/python scripts/ship_model.py runs/ctx3/model.json --fit-metrics runs/main2/metrics.json
+    .venv/bin/python scripts/ship_model.py runs/ctx/model.json --fit-metrics runs/main2/metrics.json
 """
 
 from __future__ import annotations

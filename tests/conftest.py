@@ -27,3 +27,15 @@ def real_image(metaphase_dir) -> tuple[Path, Path]:
     """One real metaphase with its VOC file."""
     image = metaphase_dir / "images" / "103082.jpg"
     return image, metaphase_dir / "annotations" / "103082.xml"
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op thread: on a machine busy with other work, several threads spin-wait for each
+    other (10x slower). torch is imported here, not at the top, so Qt/core tests never load it."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from chromodesk.inference.cell_context import CellContext, ContextConfig
 
 from .augment import AugmentConfig, augment
-from .data import cell_groups  # noqa: F401  (re-exported for the context CLI)
+from .data import cell_groups
 
 
 @dataclass
@@ -110,7 +110,8 @@ def fit_context(train_views: list[np.ndarray], features: np.ndarray, labels: np.
     chromosome of a training batch takes one of them at random."""
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    context = CellContext(val_probs.shape[1], features.shape[1], replace(cfg.model, members=1))  # one member; the bundle command trains several
+    # one member; fit_context_bundle trains several on the same views
+    context = CellContext(val_probs.shape[1], features.shape[1], replace(cfg.model, members=1))
     opt = torch.optim.AdamW(context.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = cfg.epochs * max(1, -(-len(train_groups) // cfg.batch_cells))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=steps, pct_start=0.1)
@@ -118,6 +119,7 @@ def fit_context(train_views: list[np.ndarray], features: np.ndarray, labels: np.
     val_rows = np.concatenate(val_groups)
     history, best, best_state = [], -1.0, None
     stacked = np.stack(train_views)  # V x N x C
+    probs = np.empty_like(val_probs)  # one buffer: each step fills (and reads) only its cells' rows
     for epoch in range(cfg.epochs):
         t0 = time.time()
         context.train()
@@ -126,7 +128,6 @@ def fit_context(train_views: list[np.ndarray], features: np.ndarray, labels: np.
         for s in range(0, len(order), cfg.batch_cells):
             rows = [_altered_cell(rng, train_groups[g], flat, cfg) for g in order[s : s + cfg.batch_cells]]
             used = np.concatenate(rows)
-            probs = np.zeros_like(val_probs)
             probs[used] = stacked[rng.integers(len(stacked), size=len(used)), used]  # a random view per chromosome
             logp, feats, pad, y = _batch(rows, probs, features, labels)
             logits = context(logp, feats, pad)
@@ -159,7 +160,7 @@ def fit_context_bundle(model: str | None, data_paths: list[str], out: str, cfg: 
     from pathlib import Path
 
     from chromodesk.core.errors import InputError
-    from chromodesk.inference.bundle import DEFAULT_MODEL, bundle_paths, save_bundle
+    from chromodesk.inference.bundle import DEFAULT_MODEL, save_bundle
     from chromodesk.inference.classifier import Classifier
 
     from .data import load_data, split_index
@@ -210,8 +211,9 @@ def fit_context_bundle(model: str | None, data_paths: list[str], out: str, cfg: 
     meta.model_id = f"{base_id}+ctx{time.strftime('%Y%m%d-%H%M%S')}"
     meta.context = cfg.model
     summary = {"config": cfg.to_dict(), "val_accuracy_crop_network": before, "val_accuracy_with_context": after,
-               "val_accuracy_members": [max(h["val_acc"] for h in mh) for mh in history], "epochs": history, "train_cells": len(train_groups), "val_cells": len(val_groups),
-               "seconds": time.time() - t0, "from_bundle": base_id}
+               "val_accuracy_members": [max(h["val_acc"] for h in mh) for mh in history], "epochs": history,
+               "train_cells": len(train_groups), "val_cells": len(val_groups), "seconds": time.time() - t0,
+               "from_bundle": base_id}
     meta.training = {**meta.training, "cell_context": summary}
     json_path = save_bundle(net, meta, out)
     split_copy = json_path.with_suffix("").with_suffix(".split.json")

@@ -227,7 +227,7 @@ def classify_job(gray: np.ndarray, items: tuple[ClassifyItem, ...], targets: fro
     allp = np.concatenate(probs) if probs else np.zeros((0, len(CLASSES)))
     allp = np.asarray(classifier.in_context(allp, crops.features), dtype=np.float64)
     predictions = [(it.record_id, it.box_revision, p) for it, p in zip(items, allp)]
-    return ClassifyResult(str(classifier.model_id), predictions, targets, bool(getattr(classifier, "has_context", False)))
+    return ClassifyResult(str(classifier.model_id), predictions, targets, bool(classifier.has_context))
 
 
 def detached(doc: Karyotype) -> Karyotype:

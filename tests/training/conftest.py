@@ -7,7 +7,6 @@ import csv
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from chromodesk.core.labels import CLASSES
 
@@ -46,9 +45,5 @@ def tiny_crops(tmp_path_factory):
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on a machine busy with other work, several threads spin-wait for each other (10x slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def one_thread(one_torch_thread):
+    """Every training test runs torch on one thread (see ``one_torch_thread``)."""
