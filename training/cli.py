@@ -154,10 +154,12 @@ def cmd_calibrate(args) -> int:
 def cmd_context(args) -> int:
     from chromodesk.inference.cell_context import ContextConfig
 
-    from .context import ContextTrainConfig, fit_context_bundle
+    from .context import ContextTrainConfig, app_penalties, fit_context_bundle
 
+    assignment = None if args.no_assignment else app_penalties()
     cfg = ContextTrainConfig(epochs=args.epochs, aug_passes=args.aug_passes, seed=args.seed,
-                             model=ContextConfig(dim=args.dim, layers=args.layers, members=args.members))
+                             model=ContextConfig(dim=args.dim, layers=args.layers, members=args.members,
+                                                 assignment=assignment, assignment_members=args.assignment_members))
     result = fit_context_bundle(args.model, args.data, args.out, cfg, quiet=args.quiet)
     print(json.dumps({k: result[k] for k in ("bundle", "val_accuracy_crop_network", "val_accuracy_with_context",
                                              "seconds")}))
@@ -203,7 +205,10 @@ def main(argv: list[str] | None = None) -> int:
     x.add_argument("--aug-passes", type=int, default=2, help="augmented views of each training chromosome")
     x.add_argument("--dim", type=int, default=96)
     x.add_argument("--layers", type=int, default=2)
-    x.add_argument("--members", type=int, default=1, help="context networks trained with different seeds, averaged")
+    x.add_argument("--members", type=int, default=2, help="context networks trained with different seeds, averaged")
+    x.add_argument("--assignment-members", type=int, default=1,
+                   help="how many of the members read the cell's joint assignment (the others do not)")
+    x.add_argument("--no-assignment", action="store_true", help="no member reads the cell's joint assignment")
     x.add_argument("--seed", type=int, default=0)
     x.add_argument("--quiet", action="store_true")
     x.set_defaults(func=cmd_context)

@@ -8,6 +8,11 @@ dropped, a chromosome of another cell added, a random part kept) so that the sta
 learns to compare chromosomes, not to force two of each. The epoch with the best
 per-chromosome accuracy on the validation cells (clean crops, four flips, as the app
 sees them) is kept. Several members (seeds) are trained on the same views and averaged.
+
+By default the stage has two members: one reads the cell's joint assignment, one does not.
+Measured on the validation cells (same views, one seed each): without it 96.44%, with it
+97.13% but sure of its mistakes (at the app's 0.90 "sure" mark 0.68% of the sure ones are
+wrong, against 0.40%), the two averaged 97.01% with 0.38% wrong among the sure ones.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from chromodesk.inference.cell_context import CellContext, ContextConfig
+from chromodesk.core.karyotype import AssignmentConfig
+from chromodesk.inference.cell_context import CellContext, ContextConfig, assignment_onehot
 
 from .augment import AugmentConfig, augment
 from .data import cell_groups
@@ -37,12 +43,19 @@ class ContextTrainConfig:
     subset_p: float = 0.05  # share of cells cut to a random part (a few boxes drawn by hand)
     aug_passes: int = 2  # augmented views of every training crop
     seed: int = 0
-    model: ContextConfig = field(default_factory=ContextConfig)
+    # two members, one reading the cell's joint assignment, one not (see the module docstring)
+    model: ContextConfig = field(default_factory=lambda: ContextConfig(members=2, assignment=app_penalties(),
+                                                                       assignment_members=1))
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["model"] = self.model.to_dict()
         return d
+
+
+def app_penalties() -> tuple[float, float, float]:
+    a = AssignmentConfig()  # the penalties the app assigns with (chosen by `calibrate`)
+    return (a.gain_penalty, a.loss_penalty, a.sex_penalty)
 
 
 @torch.inference_mode()
@@ -72,20 +85,27 @@ def _altered_cell(rng: np.random.Generator, idx: np.ndarray, donors: np.ndarray,
     return idx
 
 
-def _batch(rows: list[np.ndarray], probs: np.ndarray, features: np.ndarray, labels: np.ndarray | None):
+def _batch(rows: list[np.ndarray], probs: np.ndarray, features: np.ndarray, labels: np.ndarray | None,
+           assignment: tuple[float, float, float] | None):
+    """Padded tensors for a batch of cells: log-probabilities, features, padding mask, labels and,
+    for a stage that reads it, each cell's joint assignment (None otherwise)."""
     n = max(len(r) for r in rows)
     b = len(rows)
     logp = np.zeros((b, n, probs.shape[1]), np.float32)
     feats = np.zeros((b, n, features.shape[1]), np.float32)
     pad = np.ones((b, n), bool)
     y = np.full((b, n), -100, np.int64)
+    assigned = np.zeros((b, n, probs.shape[1]), np.float32) if assignment else None
     for i, r in enumerate(rows):
         logp[i, : len(r)] = np.log(np.clip(probs[r], 1e-6, 1.0))
         feats[i, : len(r)] = features[r]
         pad[i, : len(r)] = False
         if labels is not None:
             y[i, : len(r)] = labels[r]
-    return torch.from_numpy(logp), torch.from_numpy(feats), torch.from_numpy(pad), torch.from_numpy(y)
+        if assignment:
+            assigned[i, : len(r)] = assignment_onehot(probs[r], assignment)
+    return (torch.from_numpy(logp), torch.from_numpy(feats), torch.from_numpy(pad), torch.from_numpy(y),
+            None if assigned is None else torch.from_numpy(assigned))
 
 
 @torch.inference_mode()
@@ -96,8 +116,8 @@ def refine_cells(context: CellContext, probs: np.ndarray, features: np.ndarray, 
     out = np.array(probs, dtype=np.float32, copy=True)
     for s in range(0, len(groups), batch_cells):
         rows = groups[s : s + batch_cells]
-        logp, feats, pad, _ = _batch(rows, probs, features, None)
-        p = torch.softmax(context(logp, feats, pad), -1).numpy()
+        logp, feats, pad, _, assigned = _batch(rows, probs, features, None, context.cfg.assignment)
+        p = torch.softmax(context(logp, feats, pad, assigned), -1).numpy()
         for i, r in enumerate(rows):
             out[r] = p[i, : len(r)]
     return out
@@ -111,7 +131,7 @@ def fit_context(train_views: list[np.ndarray], features: np.ndarray, labels: np.
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     # one member; fit_context_bundle trains several on the same views
-    context = CellContext(val_probs.shape[1], features.shape[1], replace(cfg.model, members=1))
+    context = CellContext(val_probs.shape[1], features.shape[1], replace(cfg.model, members=1, assignment_members=None))
     opt = torch.optim.AdamW(context.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = cfg.epochs * max(1, -(-len(train_groups) // cfg.batch_cells))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=steps, pct_start=0.1)
@@ -129,8 +149,8 @@ def fit_context(train_views: list[np.ndarray], features: np.ndarray, labels: np.
             rows = [_altered_cell(rng, train_groups[g], flat, cfg) for g in order[s : s + cfg.batch_cells]]
             used = np.concatenate(rows)
             probs[used] = stacked[rng.integers(len(stacked), size=len(used)), used]  # a random view per chromosome
-            logp, feats, pad, y = _batch(rows, probs, features, labels)
-            logits = context(logp, feats, pad)
+            logp, feats, pad, y, assigned = _batch(rows, probs, features, labels, cfg.model.assignment)
+            logits = context(logp, feats, pad, assigned)
             loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1),
                                    label_smoothing=cfg.label_smoothing, ignore_index=-100)
             opt.zero_grad(set_to_none=True)
@@ -196,8 +216,10 @@ def fit_context_bundle(model: str | None, data_paths: list[str], out: str, cfg: 
     context = CellContext(clean.shape[1], data.features.shape[1], cfg.model)
     history = []
     for m in range(cfg.model.members):  # the same views, another seed
-        log(f"member {m + 1}/{cfg.model.members}")
-        one = replace(cfg, seed=cfg.seed + m, model=replace(cfg.model, members=1))
+        reads = cfg.model.reads_assignment(m)
+        log(f"member {m + 1}/{cfg.model.members}" + (" (reads the assignment)" if reads else ""))
+        alone = replace(cfg.model, members=1, assignment=cfg.model.assignment if reads else None, assignment_members=None)
+        one = replace(cfg, seed=cfg.seed + m, model=alone)
         member, member_history = fit_context(views, data.features, data.labels, train_groups, clean, val_groups, one, log)
         context.members[m].load_state_dict(member.members[0].state_dict())
         history.append(member_history)

@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 
 from chromodesk.core.errors import InputError
-from chromodesk.core.karyotype import AssignmentConfig, analyse_cell, cell_flags, is_numerically_abnormal
+from chromodesk.core.karyotype import (MIN_CELL_FOR_ASSIGNMENT, AssignmentConfig, analyse_cell, cell_flags,
+                                       is_numerically_abnormal)
 from chromodesk.core.labels import CLASS_INDEX, CLASSES
 
 from .data import CropSet, cell_groups, load_data, split_index
 from .metrics import cell_accuracy, classification_metrics, review_triage
 
-MIN_CELL_FOR_ASSIGNMENT = 30  # assignment needs (nearly) the whole cell
 
 
 def bundle_split_path(model_path: Path) -> Path | None:

@@ -38,6 +38,9 @@ class AssignmentConfig:
     sex_penalty: float = 6.0
 
 
+MIN_CELL_FOR_ASSIGNMENT = 30  # counts mean something only for (nearly) a whole cell
+
+
 @dataclass
 class CellAnalysis:
     assigned: list[str | None]

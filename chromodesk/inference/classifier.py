@@ -16,6 +16,7 @@ import torch
 from chromodesk.core.preprocess import CellCrops
 
 from .bundle import DEFAULT_MODEL, BundleMeta, load_bundle
+from .cell_context import assignment_onehot
 from .network import predict_batch
 
 
@@ -89,9 +90,13 @@ class Classifier:
         probs = np.asarray(probs, dtype=np.float32)
         if self.model.context is None or len(probs) == 0:
             return probs
+        context = self.model.context
         logp = torch.from_numpy(np.log(np.clip(probs, 1e-6, 1.0)))[None].to(self.device)
         feats = torch.from_numpy(np.asarray(features, dtype=np.float32))[None].to(self.device)
-        return torch.softmax(self.model.context(logp, feats).float(), -1)[0].cpu().numpy()
+        assigned = None
+        if context.cfg.assignment:
+            assigned = torch.from_numpy(assignment_onehot(probs, context.cfg.assignment))[None].to(self.device)
+        return torch.softmax(context(logp, feats, assigned=assigned).float(), -1)[0].cpu().numpy()
 
     def predict(self, crops: CellCrops) -> np.ndarray:
         """All chromosomes of one cell: crop network, then the cell-context stage."""

@@ -11,7 +11,8 @@ import torch
 from chromodesk.core.errors import InputError
 from chromodesk.core.preprocess import FEATURE_NAMES, CellCrops, PreprocessConfig
 from chromodesk.inference.bundle import BundleMeta, save_bundle
-from chromodesk.inference.cell_context import ContextConfig
+from chromodesk.core.labels import CLASS_INDEX, CLASSES
+from chromodesk.inference.cell_context import CellContext, ContextConfig, assignment_onehot
 from chromodesk.inference.classifier import Classifier
 from chromodesk.inference.network import ChromosomeNet
 
@@ -82,3 +83,67 @@ def test_malformed_context_entry_names_the_bundle(tmp_path):
     path.write_text(json.dumps(data))
     with pytest.raises(InputError, match="ctx.json: model metadata has a malformed value"):
         Classifier(path, device="cpu")
+
+
+def _normal_cell_probs(ambiguous_row: int | None = None) -> np.ndarray:
+    """46 chromosomes of a 46,XY cell, each clearly its class; optionally one 22 that the crop
+    network calls a 21 by a hair (a third 21, where the cell lacks a 22)."""
+    labels = [c for c in CLASSES[:22] for _ in range(2)] + ["X", "Y"]
+    probs = np.full((46, 24), 0.01 / 23, np.float32)
+    probs[np.arange(46), [CLASS_INDEX[c] for c in labels]] = 0.99
+    if ambiguous_row is not None:
+        probs[ambiguous_row] = 0.0
+        probs[ambiguous_row, CLASS_INDEX["21"]], probs[ambiguous_row, CLASS_INDEX["22"]] = 0.52, 0.48
+    return probs
+
+
+def test_assignment_onehot_settles_a_look_alike_by_the_counts():
+    row = 43  # the second 22
+    assert CLASSES[row // 2] == "22"
+    onehot = assignment_onehot(_normal_cell_probs(row), (4.0, 4.0, 6.0))
+    assert onehot.sum(1).tolist() == [1.0] * 46
+    assert onehot[row].argmax() == CLASS_INDEX["22"]  # not a third 21
+    # a few boxes are not a cell: counts mean nothing there, so no assignment is given
+    assert not assignment_onehot(_normal_cell_probs(row)[:12], (4.0, 4.0, 6.0)).any()
+
+
+def test_context_stage_that_reads_the_assignment_is_saved_and_uses_it(tmp_path):
+    with_assignment = ContextConfig(dim=32, layers=1, heads=2, assignment=(4.0, 4.0, 6.0))
+    path = _bundle(tmp_path, with_assignment, True)
+    assert json.loads(path.read_text())["context"]["assignment"] == [4.0, 4.0, 6.0]
+    classifier = Classifier(path, device="cpu")
+    assert classifier.model.context.cfg.assignment == (4.0, 4.0, 6.0)
+    probs = _normal_cell_probs(43)
+    features = np.zeros((46, len(FEATURE_NAMES)), np.float32)
+    out = classifier.in_context(probs, features)
+    assert out.shape == (46, 24) and np.allclose(out.sum(1), 1.0, atol=1e-5)
+    # the stage's input really is the assignment: another assignment gives other probabilities
+    context: CellContext = classifier.model.context
+    logp = torch.from_numpy(np.log(np.clip(probs, 1e-6, 1)))[None]
+    feats = torch.from_numpy(features)[None]
+    onehot = torch.from_numpy(assignment_onehot(probs, (4.0, 4.0, 6.0)))[None]
+    with torch.no_grad():
+        np.testing.assert_allclose(torch.softmax(context(logp, feats, assigned=onehot), -1)[0].numpy(), out, atol=1e-5)
+        assert not torch.allclose(context(logp, feats, assigned=onehot), context(logp, feats, assigned=onehot.roll(1, 1)))
+    with pytest.raises(ValueError, match="needs the cell's assignment"):
+        context(logp, feats)
+
+
+def test_stage_of_two_members_only_one_of_which_reads_the_assignment(tmp_path):
+    mixed = ContextConfig(dim=32, layers=1, heads=2, members=2, assignment=(4.0, 4.0, 6.0), assignment_members=1)
+    path = _bundle(tmp_path, mixed, True)
+    assert json.loads(path.read_text())["context"]["assignment_members"] == 1
+    context: CellContext = Classifier(path, device="cpu").model.context
+    assert [m.reads_assignment for m in context.members] == [True, False]
+    probs = _normal_cell_probs(43)
+    logp = torch.from_numpy(np.log(np.clip(probs, 1e-6, 1)))[None]
+    feats = torch.zeros(1, 46, len(FEATURE_NAMES))
+    onehot = torch.from_numpy(assignment_onehot(probs, (4.0, 4.0, 6.0)))[None]
+    with torch.no_grad():
+        reader, plain = context.members
+        assert torch.equal(plain(logp, feats, None, onehot), plain(logp, feats, None, onehot.roll(1, 1)))
+        assert not torch.allclose(reader(logp, feats, None, onehot), reader(logp, feats, None, onehot.roll(1, 1)))
+        # the stage's answer is the two members' probabilities averaged
+        both = torch.softmax(reader(logp, feats, None, onehot), -1) + torch.softmax(plain(logp, feats, None, None), -1)
+        np.testing.assert_allclose(torch.softmax(context(logp, feats, assigned=onehot), -1).numpy(), (both / 2).numpy(),
+                                   atol=1e-5)

@@ -11,7 +11,7 @@ import torch
 from chromodesk.inference.cell_context import ContextConfig
 from chromodesk.inference.classifier import Classifier
 from training.cli import main
-from training.context import ContextTrainConfig, fit_context, refine_cells
+from training.context import ContextTrainConfig, app_penalties, fit_context, refine_cells
 from training.data import cell_groups
 
 N_CLASSES, N_FEATURES = 24, 5
@@ -52,6 +52,24 @@ def test_context_stage_resolves_look_alikes_from_the_rest_of_the_cell():
     assert history[-1]["train_loss"] < history[0]["train_loss"]
 
 
+def test_context_stage_that_reads_the_assignment_follows_the_counts():
+    # the same look-alikes: the cell's joint assignment (two of each) settles nearly all of them,
+    # and a stage that reads it learns to follow it
+    torch.manual_seed(0)
+    rng = np.random.default_rng(1)
+    probs, labels, cells = _cells(120, rng)
+    features = rng.normal(0, 0.1, size=(len(labels), N_FEATURES)).astype(np.float32)
+    groups = cell_groups(np.array(["synthetic"] * len(labels)), cells)
+    train, val = groups[:100], groups[100:]
+    model = ContextConfig(dim=48, layers=1, heads=4, assignment=app_penalties())
+    cfg = ContextTrainConfig(epochs=20, batch_cells=8, lr=3e-3, model=model)
+    context, _ = fit_context([probs], features, labels, train, probs, val, cfg, log=lambda m: None)
+    rows = np.concatenate(val)
+    alone = (probs[rows].argmax(1) == labels[rows]).mean()
+    together = (refine_cells(context, probs, features, val)[rows].argmax(1) == labels[rows]).mean()
+    assert alone < 0.93 and together > 0.95 and together > alone + 0.03, (alone, together)
+
+
 def test_context_command_writes_a_bundle_the_app_loads(tiny_crops, tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["fit", "--data", str(tiny_crops), "--out", str(run), "--epochs", "1", "--input-size", "32",
@@ -63,6 +81,9 @@ def test_context_command_writes_a_bundle_the_app_loads(tiny_crops, tmp_path, cap
     assert 0.0 <= printed["val_accuracy_with_context"] <= 1.0
     classifier = Classifier(out, device="cpu")
     assert classifier.has_context and "+ctx" in classifier.model_id
+    # by default the stage reads the joint assignment, with the app's penalties, recorded in the bundle
+    stage = json.loads(out.read_text())["context"]
+    assert stage["assignment"] == list(app_penalties()) and stage["assignment_members"] == 1
     assert (out.parent / "model.split.json").read_text() == (run / "split.json").read_text()
     # evaluate reports the crop network alone beside the whole classifier
     report = tmp_path / "eval.json"
@@ -77,6 +98,10 @@ def test_fit_with_context_then_fine_tuning_drops_the_stale_stage(tiny_crops, tmp
     run, tuned = tmp_path / "run", tmp_path / "tuned"
     assert main(["fit", *common, "--out", str(run), "--context"]) == 0
     assert Classifier(run / "model.json", device="cpu").has_context  # what Tools > Train model gives the app
+    no_assignment = tmp_path / "plain" / "model.json"
+    assert main(["context", "--model", str(run / "model.json"), "--data", str(tiny_crops), "--out", str(no_assignment),
+                 "--epochs", "1", "--aug-passes", "1", "--dim", "32", "--layers", "1", "--no-assignment", "--quiet"]) == 0
+    assert json.loads(no_assignment.read_text())["context"]["assignment"] is None
     # a retrained crop network would not match the old stage: --init starts without it
     assert main(["fit", *common, "--out", str(tuned), "--init", str(run / "model.json")]) == 0
     assert not Classifier(tuned / "model.json", device="cpu").has_context
