@@ -35,38 +35,35 @@ def _cells(n_cells: int, rng: np.random.Generator):
     return np.concatenate(probs).astype(np.float32), np.concatenate(labels), np.array(cells)
 
 
-def test_context_stage_resolves_look_alikes_from_the_rest_of_the_cell():
+def _fit_on_synthetic_cells(n_cells: int, n_val: int, seed: int, model: ContextConfig):
+    """Fit one member on synthetic cells; (crop-network accuracy, stage accuracy, history) on the
+    last ``n_val`` cells."""
     torch.manual_seed(0)
-    rng = np.random.default_rng(0)
-    probs, labels, cells = _cells(300, rng)
+    rng = np.random.default_rng(seed)
+    probs, labels, cells = _cells(n_cells, rng)
     features = rng.normal(0, 0.1, size=(len(labels), N_FEATURES)).astype(np.float32)
     groups = cell_groups(np.array(["synthetic"] * len(labels)), cells)
-    train, val = groups[:260], groups[260:]
-    cfg = ContextTrainConfig(epochs=20, batch_cells=8, lr=3e-3, model=ContextConfig(dim=48, layers=1, heads=4))
+    train, val = groups[:-n_val], groups[-n_val:]
+    cfg = ContextTrainConfig(epochs=20, batch_cells=8, lr=3e-3, model=model)
     context, history = fit_context([probs], features, labels, train, probs, val, cfg, log=lambda m: None)
     rows = np.concatenate(val)
     alone = (probs[rows].argmax(1) == labels[rows]).mean()
     together = (refine_cells(context, probs, features, val)[rows].argmax(1) == labels[rows]).mean()
+    return alone, together, history
+
+
+def test_context_stage_resolves_look_alikes_from_the_rest_of_the_cell():
+    alone, together, history = _fit_on_synthetic_cells(300, 40, 0, ContextConfig(dim=48, layers=1, heads=4))
     assert alone < 0.92  # about a tenth of the chromosomes are wrong on their own
     assert together > alone + 0.05, (alone, together)
     assert history[-1]["train_loss"] < history[0]["train_loss"]
 
 
 def test_context_stage_that_reads_the_assignment_follows_the_counts():
-    # the same look-alikes: the cell's joint assignment (two of each) settles nearly all of them,
+    # the same look-alikes: the cell's joint assignment (two of each) settles most of them,
     # and a stage that reads it learns to follow it
-    torch.manual_seed(0)
-    rng = np.random.default_rng(1)
-    probs, labels, cells = _cells(120, rng)
-    features = rng.normal(0, 0.1, size=(len(labels), N_FEATURES)).astype(np.float32)
-    groups = cell_groups(np.array(["synthetic"] * len(labels)), cells)
-    train, val = groups[:100], groups[100:]
     model = ContextConfig(dim=48, layers=1, heads=4, assignment=app_penalties())
-    cfg = ContextTrainConfig(epochs=20, batch_cells=8, lr=3e-3, model=model)
-    context, _ = fit_context([probs], features, labels, train, probs, val, cfg, log=lambda m: None)
-    rows = np.concatenate(val)
-    alone = (probs[rows].argmax(1) == labels[rows]).mean()
-    together = (refine_cells(context, probs, features, val)[rows].argmax(1) == labels[rows]).mean()
+    alone, together, _ = _fit_on_synthetic_cells(120, 20, 1, model)
     assert alone < 0.93 and together > 0.95 and together > alone + 0.03, (alone, together)
 
 
