@@ -20,7 +20,6 @@ from .data import CropSet, cell_groups, load_data, split_index
 from .metrics import cell_accuracy, classification_metrics, review_triage
 
 
-
 def bundle_split_path(model_path: Path) -> Path | None:
     """The split a bundle was trained with: ``NAME.split.json`` beside it, or a run's ``split.json``."""
     for candidate in (model_path.with_suffix("").with_suffix(".split.json"), model_path.parent / "split.json"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import rankdata
 
+from chromodesk.core.export import SURE_CONFIDENCE
 from chromodesk.core.labels import CLASSES
 
 
@@ -57,7 +58,7 @@ def classification_metrics(probs: np.ndarray, labels: np.ndarray, cells: np.ndar
     }
 
 
-def review_triage(probs: np.ndarray, labels: np.ndarray, threshold: float = 0.9) -> dict:
+def review_triage(probs: np.ndarray, labels: np.ndarray, threshold: float = SURE_CONFIDENCE) -> dict:
     """What the technician's review sees: the app marks a label sure at ``threshold`` (green) and
     asks to check the rest. A useful classifier marks few sure-but-wrong and most errors unsure."""
     conf = probs.max(1)

@@ -379,6 +379,10 @@ def render_karyogram(doc: Karyotype, gray: np.ndarray, cfg: PreprocessConfig = P
 
 
 # -- annotated image ---------------------------------------------------------------------------
+SURE_CONFIDENCE = 0.9  # at or above: shown green ("high"); evaluation's review triage uses the same mark
+UNSURE_CONFIDENCE = 0.6  # below: shown red ("low")
+
+
 def record_state(record: ChromosomeRecord) -> str:
     """confirmed | high (>= 0.9) | medium (0.6-0.9) | low (< 0.6) | none (no prediction)."""
     if record.confirmed:
@@ -386,7 +390,7 @@ def record_state(record: ChromosomeRecord) -> str:
     conf = record.confidence
     if conf is None:
         return "none"
-    return "high" if conf >= 0.9 else "medium" if conf >= 0.6 else "low"
+    return "high" if conf >= SURE_CONFIDENCE else "medium" if conf >= UNSURE_CONFIDENCE else "low"
 
 
 _LEGEND = (("confirmed", "confirmed"), ("high", ">= 0.90"), ("medium", "0.60 - 0.90"), ("low", "< 0.60"),

@@ -1,8 +1,8 @@
 """Model bundle = ``NAME.safetensors`` (weights) + ``NAME.json`` (everything needed to use them).
 
 The JSON holds: format version, model id, class order, architecture, input size,
-relative-feature names, the preprocessing config, the size of the cell-context stage
-(``null`` when the bundle has none), training summary and metrics, and the SHA-256 of
+relative-feature names, the preprocessing config, the cell-context stage's size, members
+and the assignment penalties they read (``null`` when the bundle has none), training summary and metrics, and the SHA-256 of
 the weights file. Loading verifies the checksum, the class list and
 every tensor shape, and never unpickles anything (safetensors only).
 """
