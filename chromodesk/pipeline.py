@@ -11,6 +11,7 @@ that reading files and exporting work without loading torch).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,7 +34,7 @@ class AnalysisResult:
     doc: Karyotype
     image: LoadedImage
     cell: CellAnalysis | None = None
-    boxes_source: str = "annotations"  # annotations | detected
+    boxes_source: str = "annotations"  # annotations | detected | drawn
 
     def to_json(self) -> dict:
         chromosomes = []
@@ -47,6 +48,8 @@ class AnalysisResult:
                 "predicted_label": r.predicted,
                 "assigned_label": r.assigned,
                 "file_label": r.file_label,
+                "not_a_chromosome": r.rejected,
+                "reject_probability": round(float(r.reject_probability), 4) if r.reject_probability is not None else None,
             }
             if r.unknown_name:
                 entry["file_name"] = r.file_name
@@ -56,7 +59,8 @@ class AnalysisResult:
             "annotations": self.doc.annotation_path,
             "boxes_source": self.boxes_source,
             "chromosomes": chromosomes,
-            "count": len(self.doc),
+            "count": len(self.doc.chromosomes()),
+            "boxes": len(self.doc),
             "model_id": next((r.model_id for r in self.doc if r.model_id), None),
             "warnings": list(self.doc.warnings),
         }
@@ -65,7 +69,30 @@ class AnalysisResult:
         return out
 
 
-def open_cell(image_path: str | Path, annotations: str | Path | None = None, detect: bool = True) -> tuple[Karyotype, LoadedImage, str]:
+@lru_cache(maxsize=4)
+def _shipped_detector(device: str):
+    """The bundled learned detector, loaded once per process (None when the bundle is absent)."""
+    from chromodesk.inference.detector import DEFAULT_DETECTOR, Detector
+
+    return Detector(DEFAULT_DETECTOR, device=device) if DEFAULT_DETECTOR.is_file() else None
+
+
+def find_boxes(gray: np.ndarray, detector=None, device: str = "auto") -> tuple[list[Box], str]:
+    """Boxes for an image without annotation: the learned detector (``detector``, else the shipped
+    bundle), or the classical detector when no detector bundle is there. Returns (boxes, note)."""
+    if detector is None:
+        detector = _shipped_detector(device)
+    if detector is not None:
+        found = detector.detect(gray)
+        return [box for box, _score in found], f"{len(found)} boxes found by the learned detector ({detector.model_id})"
+    from chromodesk.core.detect import detect_chromosomes
+
+    boxes = detect_chromosomes(gray)
+    return boxes, f"{len(boxes)} boxes proposed by the classical detector (no detector bundle installed: expect merged crossings)"
+
+
+def open_cell(image_path: str | Path, annotations: str | Path | None = None, detect: bool = True,
+              detector=None, device: str = "auto") -> tuple[Karyotype, LoadedImage, str]:
     """Load an image and its boxes (VOC beside it, or ``annotations``, or automatic detection)."""
     image = load_gray(image_path)
     doc = Karyotype(str(image_path), image.sha256, image.width, image.height, warnings=list(image.warnings))
@@ -78,12 +105,11 @@ def open_cell(image_path: str | Path, annotations: str | Path | None = None, det
         for obj in ann.objects:
             doc.add(obj.box, file_label=obj.label, file_name=obj.name)
     elif detect:
-        from chromodesk.core.detect import detect_chromosomes
-
-        for box in detect_chromosomes(image.gray):
+        boxes, note = find_boxes(image.gray, detector, device)
+        for box in boxes:
             doc.add(box)
         source = "detected"
-        doc.warnings.append(f"{Path(image_path).name}: no annotation file; {len(doc)} boxes proposed automatically")
+        doc.warnings.append(f"{Path(image_path).name}: no annotation file; {note}")
     if len(doc) == 0:
         raise InputError(image_path, "no chromosomes: the annotation file has no usable boxes" if xml else
                          "no chromosomes found (no annotation file and detection found nothing)")
@@ -94,25 +120,34 @@ def classify_document(doc: Karyotype, gray: np.ndarray, classifier: "Classifier"
     """Predict every record, then assign labels at the cell level (confirmed labels are fixed)."""
     records = list(doc)
     crops = preprocess_cell(gray, [r.box for r in records], classifier.preprocess)
-    probs = classifier.predict(crops)
-    for record, p in zip(records, probs):
-        doc.set_prediction(record.id, p, classifier.model_id)
+    if hasattr(classifier, "predict_cell"):
+        probs, reject_p, rejected = classifier.predict_cell(crops)
+    else:  # a classifier without the "not a chromosome" outcome (e.g. a lab's own wrapper)
+        probs = classifier.predict(crops)
+        reject_p, rejected = [None] * len(records), [False] * len(records)
+    for record, p, rp, rej in zip(records, probs, reject_p, rejected):
+        doc.set_prediction(record.id, p, classifier.model_id,
+                           reject_probability=None if rp is None or not getattr(classifier, "has_reject", False) else rp,
+                           rejected=bool(rej))
     return reassign(doc)
 
 
 def reassign(doc: Karyotype) -> CellAnalysis:
-    """Cell-level assignment over the current predictions; confirmed labels are constraints."""
-    records = [r for r in doc if r.probabilities is not None]
+    """Cell-level assignment over the current predictions; confirmed labels are constraints.
+    Boxes that hold no chromosome take no part (and get no assigned label)."""
+    records = [r for r in doc if r.probabilities is not None and not r.rejected]
     fixed = {i: r.final for i, r in enumerate(records) if r.confirmed}
     probs = np.array([r.probabilities for r in records]) if records else np.zeros((0, len(CLASSES)))
     cell = analyse_cell(probs, fixed=fixed)
-    doc.set_assignments({r.id: cell.assigned[i] for i, r in enumerate(records)})
+    assigned = {r.id: None for r in doc if r.rejected}
+    assigned.update({r.id: cell.assigned[i] for i, r in enumerate(records)})
+    doc.set_assignments(assigned)
     return cell
 
 
 def analyze(image_path: str | Path, annotations: str | Path | None = None, classifier: "Classifier | None" = None,
-            model: str | Path | None = None, device: str = "auto", detect: bool = True) -> AnalysisResult:
-    doc, image, source = open_cell(image_path, annotations, detect)
+            model: str | Path | None = None, device: str = "auto", detect: bool = True, detector=None) -> AnalysisResult:
+    doc, image, source = open_cell(image_path, annotations, detect, detector, device)
     if classifier is None:
         from chromodesk.inference.classifier import Classifier
 

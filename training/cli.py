@@ -1,4 +1,4 @@
-"""``chromodesk-train``: fit, grid, evaluate, calibrate, context. Bad input -> one line on stderr, exit 2."""
+"""``chromodesk-train``: fit, grid, evaluate, calibrate, context, detect, evaluate-detect. Bad input -> one line on stderr, exit 2."""
 
 from __future__ import annotations
 
@@ -166,6 +166,69 @@ def cmd_context(args) -> int:
     return 0
 
 
+def _split_for(split_file: str | None) -> dict:
+    """The case split: a run's split.json, or the shipped classifier's (one split for every model)."""
+    from chromodesk.inference.bundle import DEFAULT_MODEL
+
+    path = Path(split_file) if split_file else DEFAULT_MODEL.with_suffix(".split.json")
+    if not path.is_file():
+        raise InputError(path, "split file not found")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise InputError(path, f"split file is not valid JSON ({exc})") from None
+
+
+def cmd_detect(args) -> int:
+    from .detect_data import DetectAugment
+    from .detect_fit import DetectTrainConfig, fit_detector
+
+    run = Path(args.out)
+    split = json.loads((run / "split.json").read_text()) if args.resume and (run / "split.json").is_file() else _split_for(args.split_file)
+    cfg = DetectTrainConfig(width=args.width, scale=args.scale, batch_size=args.batch_size, lr=args.lr,
+                            epochs=args.epochs, samples_per_epoch=args.samples_per_epoch,
+                            time_budget_min=args.time_budget, patience=args.patience, seed=args.seed,
+                            threads=args.threads, augment=DetectAugment(patch=args.patch, paste_prob=args.paste_prob,
+                                                                        enabled=not args.no_augment))
+    metrics = fit_detector(args.data, cfg, run, split, resume=args.resume, quiet=args.quiet)
+    b = metrics["val_at_threshold"]
+    print(f"validation: AP50 {metrics['val_ap50']:.4f}, recall {b['recall']:.4f}, precision {b['precision']:.4f} "
+          f"at score {b['threshold']:.2f}; bundle: {run / 'detector.json'}")
+    return 0
+
+
+def cmd_evaluate_detect(args) -> int:
+    from chromodesk.core.atomic import atomic_write_text
+
+    from .detect_eval import evaluate_detection, print_detection_summary
+
+    result = evaluate_detection(args.model, args.data, split=args.split, split_file=args.split_file,
+                                classifier_model=args.classifier, end_to_end=not args.no_classify,
+                                classical=not args.no_classical, limit=args.limit, quiet=args.quiet)
+    if args.json:
+        atomic_write_text(args.json, json.dumps(result, indent=1))
+    print_detection_summary(result)
+    return 0
+
+
+def cmd_reject(args) -> int:
+    from .reject import RejectTrainConfig, fit_reject_bundle
+
+    cfg = RejectTrainConfig(hidden=args.hidden, epochs=args.epochs, max_positive_reject=args.max_positive_reject,
+                            max_train_images=args.max_train_images, max_eval_images=args.max_eval_images, seed=args.seed)
+    result = fit_reject_bundle(args.model, args.data, args.out, cfg, detector=args.detector,
+                               evaluate_test=not args.no_test, quiet=args.quiet)
+    for part in ("val", "test"):
+        if part in result:
+            r = result[part]
+            print(f"{part}: empty boxes rejected {r['empty_boxes_rejected']:.4f} (n={r['empty_boxes_n']}), "
+                  f"chromosomes rejected {r['chromosomes_rejected']:.4f} (n={r['chromosomes_n']}), accuracy "
+                  f"{r['accuracy_without_reject']:.4f} -> {r['accuracy_with_reject']:.4f}; by kind: "
+                  + ", ".join(f"{k} {v['rejected']:.3f}" for k, v in r["negatives"].items()))
+    print(f"bundle: {result['bundle']} (threshold {result['threshold']:.3f}, {result['seconds']:.0f} s)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="chromodesk-train", description="Train and evaluate ChromoDesk classifiers.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -212,6 +275,53 @@ def main(argv: list[str] | None = None) -> int:
     x.add_argument("--seed", type=int, default=0)
     x.add_argument("--quiet", action="store_true")
     x.set_defaults(func=cmd_context)
+    d = sub.add_parser("detect", help="train the learned chromosome detector (centre heatmap) on VOC metaphases")
+    d.add_argument("--data", nargs="+", required=True, help="VOC metaphase folders (images/ + annotations/)")
+    d.add_argument("--out", required=True, help="run folder (checkpoint, split, curves, detector bundle)")
+    d.add_argument("--split-file", default=None, help="case split (default: the shipped classifier's)")
+    d.add_argument("--width", default="small", choices=["small", "base"])
+    d.add_argument("--scale", type=float, default=0.5, help="detector-input pixels per image pixel")
+    d.add_argument("--patch", type=int, default=256)
+    d.add_argument("--batch-size", type=int, default=16)
+    d.add_argument("--lr", type=float, default=2e-3)
+    d.add_argument("--epochs", type=int, default=1000)
+    d.add_argument("--samples-per-epoch", type=int, default=1600)
+    d.add_argument("--time-budget", type=float, default=0.0, help="minutes; cosine schedule over it, then stop")
+    d.add_argument("--patience", type=int, default=1000)
+    d.add_argument("--paste-prob", type=float, default=0.5, help="share of patches with pasted crossings")
+    d.add_argument("--no-augment", action="store_true")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--threads", type=int, default=0)
+    d.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    d.add_argument("--quiet", action="store_true")
+    d.set_defaults(func=cmd_detect)
+    v = sub.add_parser("evaluate-detect", help="detection metrics (AP, recall, precision, counts, end to end)")
+    v.add_argument("--model", default=None, help="detector bundle (.json); default: the shipped one")
+    v.add_argument("--classifier", default=None, help="classifier bundle for end_to_end_accuracy; default: shipped")
+    v.add_argument("--data", nargs="+", required=True)
+    v.add_argument("--split", default="test", choices=["test", "val", "train", "all"])
+    v.add_argument("--split-file", default=None)
+    v.add_argument("--limit", type=int, default=0, help="at most this many images (quick looks)")
+    v.add_argument("--no-classify", action="store_true", help="skip detect -> classify -> assign")
+    v.add_argument("--no-classical", action="store_true", help="skip the classical detector beside it")
+    v.add_argument("--json", default=None)
+    v.add_argument("--quiet", action="store_true")
+    v.set_defaults(func=cmd_evaluate_detect)
+    r = sub.add_parser("reject", help="fit a classifier bundle's 'not a chromosome' head (crop network frozen)")
+    r.add_argument("--model", default=None, help="classifier bundle (.json) with its split beside it; default: shipped")
+    r.add_argument("--data", required=True, help="the VOC metaphase folder")
+    r.add_argument("--out", required=True, help="the new bundle (NAME.json; weights, split and report beside it)")
+    r.add_argument("--detector", default=None, help="detector bundle whose false positives become negatives too")
+    r.add_argument("--hidden", type=int, default=64)
+    r.add_argument("--epochs", type=int, default=300)
+    r.add_argument("--max-positive-reject", type=float, default=0.002,
+                   help="share of real validation chromosomes the threshold may reject")
+    r.add_argument("--max-train-images", type=int, default=400)
+    r.add_argument("--max-eval-images", type=int, default=0, help="cap on validation/test images (quick looks)")
+    r.add_argument("--no-test", action="store_true", help="do not report the test cases")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--quiet", action="store_true")
+    r.set_defaults(func=cmd_reject)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -57,7 +57,7 @@ class TrainConfig:
 
 
 # -- helpers ------------------------------------------------------------------------------
-def _device() -> torch.device:
+def train_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
@@ -74,7 +74,7 @@ def _optimizer(cfg: TrainConfig, params):
     raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
 
 
-class _Clock:
+class Clock:
     """Training time that survives --resume (a killed run continues its schedule)."""
 
     def __init__(self, already: float = 0.0):
@@ -84,7 +84,7 @@ class _Clock:
         return self.offset + time.time() - self.start
 
 
-def _scheduler(cfg: TrainConfig, opt, steps_per_epoch: int, clock: "_Clock"):
+def _scheduler(cfg: TrainConfig, opt, steps_per_epoch: int, clock: "Clock"):
     """Stepped once per batch, so cosine/onecycle are smooth and resumable mid-run.
 
     ``cosine-time`` anneals over the time budget instead of a step count: on a shared
@@ -173,7 +173,7 @@ def _evaluate_epoch(model, val: CropSet, test: CropSet, device, cfg: TrainConfig
             "images_per_s": images_per_s, "lr": lr}
 
 
-class _Interrupt:
+class Interrupt:
     """Ctrl-C / SIGTERM finish the current epoch's checkpoint, then stop."""
 
     def __init__(self):
@@ -208,7 +208,7 @@ def fit(data: CropSet, cfg: TrainConfig, pre: PreprocessConfig, run_dir: str | P
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    device = _device() if world == 1 else (torch.device(f"cuda:{rank % torch.cuda.device_count()}")
+    device = train_device() if world == 1 else (torch.device(f"cuda:{rank % torch.cuda.device_count()}")
                                             if torch.cuda.is_available() else torch.device("cpu"))
     split_path = run / "split.json"
     if split is None:
@@ -235,7 +235,7 @@ def fit(data: CropSet, cfg: TrainConfig, pre: PreprocessConfig, run_dir: str | P
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     opt = _optimizer(cfg, net.parameters())
     steps = math.ceil(len(batches_for_epoch(train, cfg, np.random.default_rng(0))) / world / cfg.batch_size)
-    clock = _Clock()
+    clock = Clock()
     sched = _scheduler(cfg, opt, steps, clock)
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     history: list[dict] = []
@@ -254,7 +254,7 @@ def fit(data: CropSet, cfg: TrainConfig, pre: PreprocessConfig, run_dir: str | P
             print(f"resumed from epoch {start_epoch} (best val {best_val:.4f})", flush=True)
 
     gen = torch.Generator().manual_seed(cfg.seed)
-    with _Interrupt() as interrupt:
+    with Interrupt() as interrupt:
         for epoch in range(start_epoch, cfg.epochs):
             rng = np.random.default_rng(cfg.seed * 1000 + epoch)
             gen.manual_seed(cfg.seed * 1000 + epoch + 1)

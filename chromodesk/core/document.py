@@ -71,6 +71,16 @@ class ChromosomeRecord:
     confirmed_at: str | None = None  # ISO 8601, UTC
     model_id: str | None = None
     box_revision: int = 0  # bumped on every box change; stale results are dropped
+    # "not a chromosome" (background, debris, a nucleus, a fragment, a merged cluster): the
+    # classifier's reject probability and decision, and the technician's word, which wins
+    reject_probability: float | None = None
+    auto_rejected: bool = False
+    excluded: bool | None = None  # True: technician says not a chromosome; False: says it is one
+
+    @property
+    def rejected(self) -> bool:
+        """Out of the counts, the karyogram, the assignment and the ISCN string."""
+        return self.excluded if self.excluded is not None else self.auto_rejected
 
     @property
     def unknown_name(self) -> bool:
@@ -95,7 +105,10 @@ class ChromosomeRecord:
 
     @property
     def label(self) -> str | None:
-        """The label to show and export: confirmed > suggested > as read from file."""
+        """The label to show and export: confirmed > suggested > as read from file; None when
+        the box holds no chromosome."""
+        if self.rejected:
+            return None
         return self.final or self.suggested or self.file_label
 
     def top_k(self, k: int = 3) -> list[tuple[str, float]]:
@@ -175,11 +188,13 @@ class Karyotype:
         record.box = box.clipped(self.width, self.height)
         record.box_revision += 1
         # a moved box is a different picture: its old prediction no longer applies
-        record.predicted = record.probabilities = record.assigned = None
+        record.predicted = record.probabilities = record.assigned = record.reject_probability = None
+        record.auto_rejected = False
         self._emit("box", record_id)
 
     def set_prediction(
-        self, record_id: str, probabilities, model_id: str | None, *, box_revision: int | None = None
+        self, record_id: str, probabilities, model_id: str | None, *, box_revision: int | None = None,
+        reject_probability: float | None = None, rejected: bool = False,
     ) -> bool:
         """Store classifier output; ignored (returns False) if the box changed since the job began."""
         record = self.records.get(record_id)
@@ -189,6 +204,8 @@ class Karyotype:
         record.probabilities = probs
         record.predicted = CLASSES[max(range(len(probs)), key=probs.__getitem__)]
         record.model_id = model_id
+        record.reject_probability = None if reject_probability is None else float(reject_probability)
+        record.auto_rejected = bool(rejected)
         self._emit("prediction", record_id)
         return True
 
@@ -206,6 +223,16 @@ class Karyotype:
         record.final = label
         record.confirmed_by = reviewer if label is not None else None
         record.confirmed_at = (when or now_iso()) if label is not None else None
+        if label is not None and record.rejected:
+            record.excluded = False  # naming its chromosome says the box holds one
+        self._emit("label", record_id)
+
+    def set_excluded(self, record_id: str, excluded: bool | None) -> None:
+        """The technician's word on "not a chromosome" (None: back to the classifier's)."""
+        record = self.records[record_id]
+        record.excluded = excluded
+        if excluded:
+            record.final = record.confirmed_by = record.confirmed_at = None
         self._emit("label", record_id)
 
     def restore(self, record: ChromosomeRecord) -> None:
@@ -222,7 +249,11 @@ class Karyotype:
         return out
 
     def unreviewed(self) -> list[ChromosomeRecord]:
-        return [r for r in self if not r.confirmed]
+        return [r for r in self if not r.confirmed and not r.excluded]
+
+    def chromosomes(self) -> list[ChromosomeRecord]:
+        """The records that hold a chromosome (not rejected)."""
+        return [r for r in self if not r.rejected]
 
 
 def now_iso() -> str:

@@ -39,7 +39,9 @@ from .voc import write_voc
 CSV_COLUMNS: tuple[str, ...] = (
     "id", "xmin", "ymin", "xmax", "ymax", "predicted", "confidence", "second", "second_p", "third", "third_p",
     "assigned", "final_label", "confirmed_by", "confirmed_at", "model_id", "file_label",
+    "not_a_chromosome", "reject_p",
 )
+NOT_CHROMOSOME_TEXT = "not a chromosome"
 EXPORT_FORMATS: tuple[str, ...] = ("csv", "karyogram", "annotated", "voc")
 NORMAL_SEX = ((2, 0), (1, 1))  # (X, Y): XX or XY
 
@@ -55,6 +57,7 @@ STATE_COLOURS = {
     "medium": (240, 130, 0),
     "low": (215, 20, 20),
     "none": (140, 140, 140),
+    "rejected": (120, 60, 150),
 }
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 FONT_BOLD = cv2.FONT_HERSHEY_DUPLEX
@@ -80,6 +83,7 @@ def csv_row(record: ChromosomeRecord) -> dict[str, str]:
         "second": second[0], "second_p": _fmt_p(second[1]), "third": third[0], "third_p": _fmt_p(third[1]),
         "assigned": record.assigned, "final_label": record.label, "confirmed_by": record.confirmed_by,
         "confirmed_at": record.confirmed_at, "model_id": record.model_id, "file_label": record.file_label,
+        "not_a_chromosome": "yes" if record.rejected else "no", "reject_p": _fmt_p(record.reject_probability),
     }
     return {k: "" if v is None else str(v) for k, v in values.items()}
 
@@ -384,7 +388,9 @@ UNSURE_CONFIDENCE = 0.6  # below: shown red ("low")
 
 
 def record_state(record: ChromosomeRecord) -> str:
-    """confirmed | high (>= 0.9) | medium (0.6-0.9) | low (< 0.6) | none (no prediction)."""
+    """rejected (not a chromosome) | confirmed | high (>= 0.9) | medium (0.6-0.9) | low (< 0.6) | none (no prediction)."""
+    if record.rejected:
+        return "rejected"
     if record.confirmed:
         return "confirmed"
     conf = record.confidence
@@ -394,7 +400,7 @@ def record_state(record: ChromosomeRecord) -> str:
 
 
 _LEGEND = (("confirmed", "confirmed"), ("high", ">= 0.90"), ("medium", "0.60 - 0.90"), ("low", "< 0.60"),
-           ("none", "no prediction"))
+           ("none", "no prediction"), ("rejected", "not a chromosome"))
 
 
 def render_annotated(doc: Karyotype, gray: np.ndarray) -> np.ndarray:
@@ -419,7 +425,7 @@ def render_annotated(doc: Karyotype, gray: np.ndarray) -> np.ndarray:
         if b.is_empty():
             continue
         colour = STATE_COLOURS[record_state(r)]
-        text = r.label or (r.file_name or "?")
+        text = "x" if r.rejected else r.label or (r.file_name or "?")
         # a probability only where it belongs to the label shown (not to an overruled guess)
         if not r.confirmed and r.confidence is not None and r.label == r.suggested:
             text += f" {r.confidence:.2f}"

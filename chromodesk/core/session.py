@@ -43,6 +43,9 @@ def session_to_dict(doc: Karyotype) -> dict[str, Any]:
             "confirmed_by": r.confirmed_by,
             "confirmed_at": r.confirmed_at,
             "model_id": r.model_id,
+            "reject_probability": r.reject_probability,
+            "auto_rejected": r.auto_rejected,
+            "excluded": r.excluded,
         })
     return {
         "format": FORMAT_NAME,
@@ -104,6 +107,7 @@ def load_session(path: str | Path, expected_sha256: str | None = None) -> Karyot
         fields: dict[str, Any] = {k: reader.label(item.get(k), f"{rid}.{k}") for k in _LABEL_FIELDS}
         fields.update({k: reader.text(item.get(k), f"{rid}.{k}") for k in _TEXT_FIELDS})
         fields["probabilities"] = reader.probabilities(item.get("probabilities"), f"{rid}.probabilities")
+        fields.update(reader.reject_fields(item, rid))
         doc.add(reader.box(item.get("box"), f"{rid}.box"), record_id=rid, **fields)
     doc.revision = 0  # a freshly loaded document has no unsaved changes
     return doc
@@ -158,6 +162,17 @@ class _Reader:
                 or not all(isinstance(p, (int, float)) and not isinstance(p, bool) and math.isfinite(p) for p in value)):
             raise self.fail(where, f"expected {len(CLASSES)} finite numbers")
         return tuple(float(p) for p in value)
+
+    def reject_fields(self, item: dict, rid: str) -> dict:
+        """The "not a chromosome" fields (absent in sessions saved before they existed)."""
+        p = item.get("reject_probability")
+        if p is not None and (not isinstance(p, (int, float)) or isinstance(p, bool) or not 0.0 <= p <= 1.0):
+            raise self.fail(f"{rid}.reject_probability", f"expected a probability, found {p!r}")
+        auto = item.get("auto_rejected", False)
+        excluded = item.get("excluded")
+        if not isinstance(auto, bool) or (excluded is not None and not isinstance(excluded, bool)):
+            raise self.fail(rid, "auto_rejected / excluded must be true, false (or null for excluded)")
+        return {"reject_probability": None if p is None else float(p), "auto_rejected": auto, "excluded": excluded}
 
 
 # -- where sessions live ------------------------------------------------------------------------

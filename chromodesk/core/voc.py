@@ -123,6 +123,8 @@ def voc_bytes(doc: Karyotype, denver: bool = True) -> bytes:
     ET.SubElement(size, "depth").text = "1"
     ET.SubElement(root, "segmented").text = "0"
     for record in doc:
+        if record.rejected:  # not a chromosome: no object (reviewed files become training data)
+            continue
         label = record.label
         obj = ET.SubElement(root, "object")
         if label is None:

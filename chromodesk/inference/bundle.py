@@ -25,7 +25,7 @@ from chromodesk.core.labels import CLASSES
 from chromodesk.core.preprocess import FEATURE_NAMES, PreprocessConfig
 
 from .cell_context import ContextConfig
-from .network import ARCHITECTURES, ChromosomeNet
+from .network import ARCHITECTURES, ChromosomeNet, RejectConfig
 
 FORMAT_VERSION = 1
 DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "chromodesk-resnet18.json"
@@ -44,6 +44,7 @@ class BundleMeta:
     weights_sha256: str = ""
     weights_file: str = ""
     context: ContextConfig | None = None  # the cell-context stage, when the bundle has one
+    reject: RejectConfig | None = None  # the "not a chromosome" head, when the bundle has one
 
     def to_json(self) -> dict:
         return {
@@ -57,6 +58,7 @@ class BundleMeta:
             "weights_file": self.weights_file,
             "weights_sha256": self.weights_sha256,
             "context": self.context.to_dict() if self.context else None,
+            "reject": self.reject.to_dict() if self.reject else None,
             "training": self.training,
             "metrics": self.metrics,
         }
@@ -111,6 +113,7 @@ def read_meta(path: str | Path) -> BundleMeta:
             metrics=data.get("metrics", {}), weights_sha256=data["weights_sha256"],
             weights_file=data.get("weights_file") or json_path.with_suffix(".safetensors").name,
             context=ContextConfig.from_dict(data["context"]) if data.get("context") else None,
+            reject=RejectConfig.from_dict(data["reject"]) if data.get("reject") else None,
         )
     except KeyError as exc:
         raise InputError(json_path, f"model metadata lacks the key {exc}") from None
@@ -136,7 +139,8 @@ def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> tuple[C
     # built on the meta device: no memory and no random initialisation for weights that are
     # replaced at once (vgg16 would otherwise initialise ~138M parameters just to discard them)
     with torch.device("meta"):
-        model = ChromosomeNet(meta.architecture, len(meta.classes), len(meta.feature_names), context=meta.context)
+        model = ChromosomeNet(meta.architecture, len(meta.classes), len(meta.feature_names), context=meta.context,
+                              reject=meta.reject)
     expected = model.state_dict()
     problems = [k for k in expected if k not in state] + [k for k in state if k not in expected]
     problems += [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]

@@ -17,7 +17,7 @@ from chromodesk.core.preprocess import CellCrops
 
 from .bundle import DEFAULT_MODEL, BundleMeta, load_bundle
 from .cell_context import assignment_onehot
-from .network import predict_batch
+from .network import predict_batch, predict_reject
 
 
 def choose_device(requested: str = "auto") -> torch.device:
@@ -65,24 +65,59 @@ class Classifier:
     def has_context(self) -> bool:
         return self.model.context is not None
 
+    @property
+    def has_reject(self) -> bool:
+        return self.model.reject is not None
+
+    @property
+    def reject_threshold(self) -> float:
+        return self.meta.reject.threshold if self.meta.reject else 1.0
+
     @torch.inference_mode()
-    def predict_arrays(self, images: np.ndarray, features: np.ndarray) -> np.ndarray:
-        """Crop network only: each chromosome on its own."""
+    def predict_arrays(self, images: np.ndarray, features: np.ndarray, with_reject: bool = False):
+        """Crop network only: each chromosome on its own. ``with_reject``: also the "not a
+        chromosome" probability of each (zeros without a reject head)."""
         if len(images) != len(features):
             raise ValueError(f"{len(images)} crops but {len(features)} feature rows")
         if len(images) == 0:
-            return np.zeros((0, len(self.meta.classes)), dtype=np.float32)
+            empty = np.zeros((0, len(self.meta.classes)), dtype=np.float32)
+            return (empty, np.zeros(0, np.float32)) if with_reject else empty
         features = np.asarray(features, dtype=np.float32)  # callers may pass float64; the network is float32
-        out = []
+        out, rej = [], []
         for start in range(0, len(images), self.batch_size):
             x = torch.from_numpy(np.ascontiguousarray(images[start : start + self.batch_size])).to(self.device)
             f = torch.from_numpy(np.ascontiguousarray(features[start : start + self.batch_size])).to(self.device)
-            out.append(predict_batch(self.model, x, f, self.flip_tta).cpu().numpy())
-        return np.concatenate(out)
+            if with_reject:
+                p, r = predict_reject(self.model, x, f, self.flip_tta)
+                rej.append(r.cpu().numpy())
+            else:
+                p = predict_batch(self.model, x, f, self.flip_tta)
+            out.append(p.cpu().numpy())
+        return (np.concatenate(out), np.concatenate(rej)) if with_reject else np.concatenate(out)
 
     def predict_each(self, crops: CellCrops) -> np.ndarray:
         """Crop network only, for any subset of a cell's crops (the GUI predicts in chunks)."""
         return self.predict_arrays(crops.images, crops.features)
+
+    def predict_each_with_reject(self, crops: CellCrops) -> tuple[np.ndarray, np.ndarray]:
+        return self.predict_arrays(crops.images, crops.features, with_reject=True)
+
+    def finish_cell(self, probs: np.ndarray, reject_p: np.ndarray, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The cell-context stage over the boxes that hold a chromosome (a rejected box must not
+        count as one of the cell's chromosomes); rejected boxes keep the crop network's answer.
+        Returns (probabilities, rejected)."""
+        rejected = np.asarray(reject_p) >= self.reject_threshold
+        final = np.array(probs, dtype=np.float32, copy=True)
+        keep = np.flatnonzero(~rejected)
+        if len(keep):
+            final[keep] = self.in_context(final[keep], np.asarray(features)[keep])
+        return final, rejected
+
+    def predict_cell(self, crops: CellCrops) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One whole cell: (probabilities, "not a chromosome" probability, rejected)."""
+        probs, reject_p = self.predict_each_with_reject(crops)
+        final, rejected = self.finish_cell(probs, reject_p, crops.features)
+        return final, reject_p, rejected
 
     @torch.inference_mode()
     def in_context(self, probs: np.ndarray, features: np.ndarray) -> np.ndarray:

@@ -6,6 +6,8 @@ Random initialisation only: nothing is ever downloaded.
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+
 import torch
 import torch.nn.functional as F
 import torchvision
@@ -40,16 +42,51 @@ def _backbone(arch: str) -> tuple[nn.Module, int]:
     raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
 
 
+@dataclass(frozen=True)
+class RejectConfig:
+    """The "not a chromosome" head: its width and the probability above which a box is rejected
+    (chosen on validation cases so that real chromosomes are almost never rejected)."""
+
+    hidden: int = 64
+    threshold: float = 0.5
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RejectConfig":
+        cfg = cls(hidden=int(d["hidden"]), threshold=float(d["threshold"]))
+        if not (0.0 < cfg.threshold < 1.0) or not (1 <= cfg.hidden <= 4096):
+            raise ValueError(f"reject head hidden {cfg.hidden} / threshold {cfg.threshold} out of range")
+        return cfg
+
+
+class RejectHead(nn.Module):
+    """Reads the crop network's picture embedding (flips averaged) and the relative features:
+    one logit, high for background, debris, nuclei, fragments and merged clusters."""
+
+    def __init__(self, width: int, cfg: RejectConfig):
+        super().__init__()
+        self.net = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, cfg.hidden), nn.ReLU(inplace=True),
+                                 nn.Linear(cfg.hidden, 1))
+
+    def forward(self, embedding: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([embedding, features], 1)).squeeze(1)
+
+
 class ChromosomeNet(nn.Module):
     """The crop network (``forward``: one chromosome at a time) and, when the bundle has one,
     its cell-context stage (``context``: all chromosomes of a cell together)."""
 
     def __init__(self, arch: str = "resnet18", num_classes: int = 24, num_features: int = 5, hidden: int = 256,
-                 context: ContextConfig | None = None):
+                 context: ContextConfig | None = None, reject: RejectConfig | None = None):
         super().__init__()
         self.context = CellContext(num_classes, num_features, context) if context is not None else None
         self.arch = arch
         self.backbone, width = _backbone(arch)
+        self.embedding_width = width
+        self.reject_cfg = reject
+        self.reject = RejectHead(width + num_features, reject) if reject is not None else None
         self.min_input = MIN_INPUT.get(arch, 0)
         if arch == "inception_v3_chu":
             # Chu (2020): InceptionV3 with a wider fully connected block (1024 -> 512) and dropout
@@ -63,10 +100,13 @@ class ChromosomeNet(nn.Module):
                 nn.Linear(hidden, num_classes),
             )
 
-    def forward(self, images: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
         if images.shape[-1] < self.min_input:
             images = F.interpolate(images, size=(self.min_input, self.min_input), mode="bilinear", align_corners=False)
-        return self.head(torch.cat([self.backbone(images), features], dim=1))
+        return self.backbone(images)
+
+    def forward(self, images: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.cat([self.embed(images), features], dim=1))
 
 
 def to_input(images_uint8: torch.Tensor) -> torch.Tensor:
@@ -74,13 +114,27 @@ def to_input(images_uint8: torch.Tensor) -> torch.Tensor:
     return (images_uint8.unsqueeze(1).float() / 127.5) - 1.0
 
 
-def predict_batch(model: nn.Module, images_uint8: torch.Tensor, features: torch.Tensor, flip_tta: bool) -> torch.Tensor:
+def predict_batch(model: nn.Module, images_uint8: torch.Tensor, features: torch.Tensor, flip_tta: bool,
+                  with_embedding: bool = False):
     """Probabilities for one batch; with ``flip_tta`` averaged over the picture, its two mirror
     images and its 180° turn (chromosomes lie either way up and either side out; training flips
-    the same ways). The one inference path for the app and for training reports."""
+    the same ways). The one inference path for the app and for training reports.
+    ``with_embedding`` also returns the picture embedding averaged over the same views."""
     x = to_input(images_uint8)
-    if not flip_tta:
-        return torch.softmax(model(x, features).float(), dim=1)
-    views = torch.cat([x, x.flip(3), x.flip(2), x.flip((2, 3))])
-    probs = torch.softmax(model(views, features.repeat(4, 1)).float(), dim=1)
-    return probs.view(4, len(x), -1).mean(0)
+    views = torch.cat([x, x.flip(3), x.flip(2), x.flip((2, 3))]) if flip_tta else x
+    k = 4 if flip_tta else 1
+    emb = model.embed(views)
+    probs = torch.softmax(model.head(torch.cat([emb, features.repeat(k, 1)], 1)).float(), dim=1)
+    probs = probs.view(k, len(x), -1).mean(0)
+    if not with_embedding:
+        return probs
+    return probs, emb.float().view(k, len(x), -1).mean(0)
+
+
+def predict_reject(model: nn.Module, images_uint8: torch.Tensor, features: torch.Tensor, flip_tta: bool):
+    """(probabilities, "not a chromosome" probability) for one batch; the latter is zero
+    when the bundle has no reject head."""
+    probs, emb = predict_batch(model, images_uint8, features, flip_tta, with_embedding=True)
+    if getattr(model, "reject", None) is None:
+        return probs, torch.zeros(len(probs))
+    return probs, torch.sigmoid(model.reject(emb, features.float()).float())

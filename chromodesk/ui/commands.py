@@ -14,6 +14,54 @@ from PySide6.QtGui import QUndoCommand
 from chromodesk.core.document import Box, ChromosomeRecord, Karyotype, now_iso
 
 
+class SetExcluded(QUndoCommand):
+    """The technician's "not a chromosome" (``excluded=True``) or "it is one" (``False``)."""
+
+    def __init__(self, doc: Karyotype, record_id: str, excluded: bool, parent: QUndoCommand | None = None):
+        super().__init__(parent)
+        self.doc, self.record_id, self.excluded = doc, record_id, excluded
+        self.before = replace(doc.get(record_id))
+        self.setText(f"{record_id}: {'not a chromosome' if excluded else 'a chromosome'}")
+
+    def redo(self) -> None:
+        self.doc.set_excluded(self.record_id, self.excluded)
+
+    def undo(self) -> None:
+        self.doc.restore(self.before)
+
+
+class ReplaceBoxes(QUndoCommand):
+    """Detect again: the boxes nobody confirmed give way to freshly detected ones (one undo step).
+
+    Confirmed chromosomes stay, and a detected box that repeats one of them (IoU >= 0.5) is dropped.
+    """
+
+    def __init__(self, doc: Karyotype, boxes: list[Box], parent: QUndoCommand | None = None):
+        super().__init__(parent)
+        self.doc = doc
+        kept = [r for r in doc if r.confirmed or r.excluded]
+        self.removed = [replace(r) for r in doc if not (r.confirmed or r.excluded)]
+        self.boxes = [b for b in boxes if all(b.iou(r.box) < 0.5 for r in kept)]
+        self.added: list[str] = []
+        self.setText(f"detect again: {len(self.removed)} boxes -> {len(self.boxes)}")
+
+    def redo(self) -> None:
+        for r in self.removed:
+            self.doc.remove(r.id)
+        if not self.added:
+            self.added = [self.doc.add(b).id for b in self.boxes]
+        else:
+            for rid, b in zip(self.added, self.boxes):
+                self.doc.add(b, record_id=rid)
+
+    def undo(self) -> None:
+        for rid in self.added:
+            if rid in self.doc.records:
+                self.doc.remove(rid)
+        for r in self.removed:
+            self.doc.restore(r)
+
+
 class AddBox(QUndoCommand):
     def __init__(self, doc: Karyotype, box: Box, parent: QUndoCommand | None = None):
         super().__init__(parent)

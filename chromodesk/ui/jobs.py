@@ -173,7 +173,7 @@ def open_cell_job(image_path: str, session_path: str | None, *, progress, is_can
     from chromodesk.core.imaging import load_gray
     from chromodesk.pipeline import open_cell
 
-    progress(0, 0, f"Opening {Path(image_path).name}")
+    progress(0, 0, f"Opening {Path(image_path).name} (chromosomes are detected when it has no annotation file)")
     notes: list[str] = []
     if session_path and Path(session_path).is_file():
         from chromodesk.core.session import load_session
@@ -190,6 +190,14 @@ def open_cell_job(image_path: str, session_path: str | None, *, progress, is_can
     return OpenResult(doc, image.gray, source, Path(session_path) if session_path else None, False, notes)
 
 
+def detect_job(gray: np.ndarray, *, progress, is_cancelled) -> tuple[list[Box], str]:
+    """Boxes for the whole image: the learned detector (or the classical one without a bundle)."""
+    from chromodesk.pipeline import find_boxes
+
+    progress(0, 0, "Detecting chromosomes")
+    return find_boxes(gray)
+
+
 @dataclass(frozen=True)
 class ClassifyItem:
     record_id: str
@@ -203,6 +211,7 @@ class ClassifyResult:
     predictions: list[tuple[str, int, np.ndarray]]  # record id, box revision, probabilities
     targets: frozenset[str]
     whole_cell: bool = False  # every record's answer depends on the others (cell-context stage): apply all
+    rejects: dict[str, tuple[float, bool]] | None = None  # record id -> ("not a chromosome" p, rejected)
 
 
 def classify_job(gray: np.ndarray, items: tuple[ClassifyItem, ...], targets: frozenset[str], classifier, *,
@@ -215,19 +224,32 @@ def classify_job(gray: np.ndarray, items: tuple[ClassifyItem, ...], targets: fro
     for info, it in zip(crops.raw, items):
         info["box"] = it.box.as_list()  # a plain value a test double can key on; ignored by real models
     progress(1, n + 1, "Classifying")
-    probs = []
+    has_reject = bool(getattr(classifier, "has_reject", False))
+    probs, rejp = [], []
     for start in range(0, n, chunk):
         part = CellCrops(crops.images[start : start + chunk], crops.features[start : start + chunk],
                          crops.raw[start : start + chunk])
-        out = np.asarray(classifier.predict_each(part), dtype=np.float64)
+        if has_reject:
+            out, r = classifier.predict_each_with_reject(part)
+            rejp.append(np.asarray(r, dtype=np.float64))
+        else:
+            out = classifier.predict_each(part)
+        out = np.asarray(out, dtype=np.float64)
         if out.shape != (len(part.images), len(CLASSES)):
             raise ValueError(f"classifier returned {out.shape}, expected ({len(part.images)}, {len(CLASSES)})")
         probs.append(out)
         progress(1 + min(start + chunk, n), n + 1, "Classifying")
     allp = np.concatenate(probs) if probs else np.zeros((0, len(CLASSES)))
-    allp = np.asarray(classifier.in_context(allp, crops.features), dtype=np.float64)
+    rejects = None
+    if has_reject:
+        reject_p = np.concatenate(rejp) if rejp else np.zeros(0)
+        allp, rejected = classifier.finish_cell(allp, reject_p, crops.features)
+        rejects = {it.record_id: (float(p), bool(r)) for it, p, r in zip(items, reject_p, rejected)}
+    else:
+        allp = classifier.in_context(allp, crops.features)
+    allp = np.asarray(allp, dtype=np.float64)
     predictions = [(it.record_id, it.box_revision, p) for it, p in zip(items, allp)]
-    return ClassifyResult(str(classifier.model_id), predictions, targets, bool(classifier.has_context))
+    return ClassifyResult(str(classifier.model_id), predictions, targets, bool(classifier.has_context), rejects)
 
 
 def detached(doc: Karyotype) -> Karyotype:

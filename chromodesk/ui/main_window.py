@@ -120,6 +120,8 @@ class MainWindow(QMainWindow):
         self.palette.acceptClicked.connect(ws.accept_selected)
         self.palette.acceptAllClicked.connect(ws.accept_all)
         self.palette.nextClicked.connect(ws.select_next_least_confident)
+        self.palette.rejectClicked.connect(ws.toggle_not_chromosome)
+        self.keys.rejectPressed.connect(ws.toggle_not_chromosome)
         self.keys.labelEntered.connect(ws.label_selected)
         self.keys.acceptPressed.connect(ws.accept_selected)
         self.keys.nextPressed.connect(ws.select_next_least_confident)
@@ -202,6 +204,9 @@ class MainWindow(QMainWindow):
         cell = m.addMenu("&Cell")
         cell.addAction(self._action("&Classify again", lambda: ws.classify(force=True), "Ctrl+R"))
         cell.addAction(self._action("Cancel classification", lambda: ws.cancel_classification()))
+        cell.addAction(self._action("&Detect again", ws.detect_again, "Ctrl+D",
+                                    tip="Find the chromosomes again with the detector; unconfirmed boxes are replaced (undoable)"))
+        cell.addAction(self._action("&Not a chromosome\tN", ws.toggle_not_chromosome))
         cell.addSeparator()
         cell.addAction(self._action("&Next cell", lambda: ws.step_cell(+1), "Ctrl+PgDown"))
         cell.addAction(self._action("&Previous cell", lambda: ws.step_cell(-1), "Ctrl+PgUp"))

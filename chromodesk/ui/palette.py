@@ -42,6 +42,7 @@ class LabelPalette(QWidget):
     acceptClicked = Signal()
     acceptAllClicked = Signal()
     nextClicked = Signal()
+    rejectClicked = Signal()
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -78,8 +79,13 @@ class LabelPalette(QWidget):
         self.accept_button = QPushButton("Accept (Space)")
         self.accept_all_button = QPushButton("Accept all")
         self.next_button = QPushButton("Next unsure (Tab)")
+        self.reject_button = QPushButton("Not a chromosome (N)")
+        self.reject_button.setCheckable(True)
+        self.reject_button.setToolTip("The selected box holds no chromosome (background, debris, a nucleus, a "
+                                      "fragment or a merged cluster): out of the counts, the karyogram and the "
+                                      "karyotype. Click again, or give it a label, to bring it back.")
         for b, signal in ((self.accept_button, self.acceptClicked), (self.accept_all_button, self.acceptAllClicked),
-                          (self.next_button, self.nextClicked)):
+                          (self.next_button, self.nextClicked), (self.reject_button, self.rejectClicked)):
             b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
             b.clicked.connect(signal.emit)
             actions.addWidget(b)
@@ -133,6 +139,8 @@ class LabelPalette(QWidget):
                               f"(or type {label} then Enter)")
         self.accept_button.setEnabled(record is not None and not record.confirmed and record.label is not None)
         self.accept_all_button.setEnabled(cell is not None and any(not r.confirmed for r in cell.doc))
+        self.reject_button.setEnabled(record is not None)
+        self.reject_button.setChecked(record is not None and record.rejected)
         if record is None:
             self.info.setText("Select a chromosome: click its box, its row or its picture in the karyogram")
             return
@@ -149,6 +157,7 @@ class ReviewKeys(QObject):
     labelEntered = Signal(str)
     acceptPressed = Signal()
     nextPressed = Signal()
+    rejectPressed = Signal()
     typedChanged = Signal(str, bool)  # text so far, is it a label
 
     def __init__(self, window: QWidget):
@@ -182,6 +191,10 @@ class ReviewKeys(QObject):
             return True
         if text in ("X", "Y"):
             self._set(text)
+            return True
+        if text == "N" and mods == Qt.KeyboardModifier.NoModifier:
+            self._set("")
+            self.rejectPressed.emit()
             return True
         if key in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and self.buffer:
             label, valid = self.buffer, self.buffer in CLASSES

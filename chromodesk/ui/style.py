@@ -14,9 +14,10 @@ STATE_TEXT = {
     "medium": "unreviewed, unsure",
     "low": "unreviewed, low confidence",
     "none": "no prediction",
+    "rejected": "not a chromosome",
 }
 LEGEND = (("confirmed", "confirmed"), ("high", "≥ 0.90"), ("medium", "0.60–0.90"), ("low", "< 0.60"),
-          ("none", "no prediction"))
+          ("none", "no prediction"), ("rejected", "not a chromosome"))
 
 
 def state(record: ChromosomeRecord) -> str:
@@ -29,6 +30,10 @@ def colour(record_or_state) -> QColor:
 
 
 def status_text(record: ChromosomeRecord) -> str:
+    if record.rejected:
+        who = "by you" if record.excluded else f"by the classifier (p {record.reject_probability:.2f})" \
+            if record.reject_probability is not None else ""
+        return f"not a chromosome {who}".strip() + "; give it a label to bring it back"
     if record.confirmed:
         return f"confirmed by {record.confirmed_by}"
     text = STATE_TEXT[record_state(record)]
@@ -37,10 +42,12 @@ def status_text(record: ChromosomeRecord) -> str:
     return text
 
 
-SHORT_STATUS = {"high": "review", "medium": "unsure", "low": "LOW", "none": "no prediction"}
+SHORT_STATUS = {"high": "review", "medium": "unsure", "low": "LOW", "none": "no prediction", "rejected": "not a chromosome"}
 
 
 def short_status(record: ChromosomeRecord) -> str:
+    if record.rejected:
+        return "✗ not a chromosome"
     if record.confirmed:
         return f"✓ {record.confirmed_by}"
     return SHORT_STATUS[record_state(record)]
@@ -61,6 +68,8 @@ def tooltip(record: ChromosomeRecord) -> str:
 
 
 def short_label(record: ChromosomeRecord) -> str:
+    if record.rejected:
+        return "✗"
     text = record.label or (record.file_name or "?")
     if record.confirmed:
         return f"{text} ✓"

@@ -333,8 +333,10 @@ class Workspace(QObject):
         for rid, revision, probs in result.predictions:
             # only boxes unchanged since the snapshot; set_prediction never touches a confirmed label.
             # With a cell-context stage a new or moved box changes the others' answers too.
-            wanted = rid in result.targets or result.whole_cell
-            if wanted and cell.doc.set_prediction(rid, probs, result.model_id, box_revision=revision):
+            wanted = rid in result.targets or result.whole_cell or result.rejects is not None
+            reject_p, rejected = (result.rejects or {}).get(rid, (None, False))
+            if wanted and cell.doc.set_prediction(rid, probs, result.model_id, box_revision=revision,
+                                                  reject_probability=reject_p, rejected=rejected):
                 applied += 1
         reassign(cell.doc)
         self.classified.emit(applied)
@@ -423,6 +425,35 @@ class Workspace(QObject):
         self.set_label(self.cell.selected, label)
         return True
 
+    def toggle_not_chromosome(self) -> None:
+        """The selected box holds no chromosome (or, when it is marked so, it does after all)."""
+        cell = self.cell
+        if cell is None or cell.selected is None:
+            self.message.emit("Select a box first")
+            return
+        r = cell.doc.get(cell.selected)
+        self._push(commands.SetExcluded(cell.doc, r.id, not r.rejected))
+
+    def detect_again(self) -> None:
+        """Re-run the detector in the background; its boxes replace the unconfirmed ones (one undo step)."""
+        cell = self.cell
+        if cell is None:
+            return
+        job = jobs.Job("detect", jobs.detect_job, cell.gray)
+        job.signals.progress.connect(self._job_progress)
+        job.signals.done.connect(lambda result, cell=cell: self._detected(cell, result))
+        job.signals.failed.connect(lambda m, d: self.error.emit(f"Detection failed: {m}", d))
+        job.signals.finished.connect(self._job_finished)
+        self.runner.start(job)
+
+    def _detected(self, cell: Cell, result) -> None:
+        if cell is not self.cell:
+            return  # another cell is open now
+        boxes, note = result
+        self.cancel_classification(quiet=True)
+        cell.undo.push(commands.ReplaceBoxes(cell.doc, boxes))
+        self.message.emit(f"Detect again: {note} (Undo puts the previous boxes back)")
+
     def accept(self, record_ids) -> None:
         if self.cell is not None:
             self._push(commands.accept_command(self.cell.doc, list(record_ids), self.prefs.reviewer))
@@ -440,7 +471,7 @@ class Workspace(QObject):
 
     def accept_all(self) -> None:
         if self.cell is not None:
-            self.accept([r.id for r in self.cell.doc if not r.confirmed])
+            self.accept([r.id for r in self.cell.doc if not r.confirmed and not r.rejected])
 
     def add_box(self, box: Box) -> str | None:
         cell = self.cell

@@ -1,0 +1,161 @@
+"""The learned detector at run time: its bundle (safetensors + JSON, verified on load) and
+``Detector.detect(gray)`` -> boxes with scores, in image pixels.
+
+Bundle JSON: ``kind: "detector"``, format version, model id, network width, the input
+scale, the score threshold chosen on the validation cases, training summary, metrics and
+the weights' SHA-256 (checked before anything is read).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from chromodesk.core.atomic import atomic_write_text
+from chromodesk.core.detector_input import OUTPUT_STRIDE, detector_input, pad_to_multiple
+from chromodesk.core.document import Box
+from chromodesk.core.errors import InputError
+
+from .bundle import _sha256, bundle_paths
+from .detector_net import WIDTHS, CenterNetLite, decode
+
+FORMAT_VERSION = 1
+DEFAULT_DETECTOR = Path(__file__).resolve().parents[2] / "models" / "chromodesk-detector.json"
+
+
+@dataclass
+class DetectorMeta:
+    model_id: str
+    width: str = "small"
+    scale: float = 0.5
+    threshold: float = 0.3
+    polarity: str = "auto"
+    training: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    weights_sha256: str = ""
+    weights_file: str = ""
+
+    def to_json(self) -> dict:
+        return {"kind": "detector", "format_version": FORMAT_VERSION, "model_id": self.model_id, "width": self.width,
+                "scale": self.scale, "threshold": self.threshold, "polarity": self.polarity,
+                "weights_file": self.weights_file, "weights_sha256": self.weights_sha256,
+                "training": self.training, "metrics": self.metrics}
+
+
+def save_detector(model: CenterNetLite, meta: DetectorMeta, path: str | Path) -> Path:
+    json_path, weights_path = bundle_paths(path)
+    weights_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = weights_path.with_suffix(".safetensors.tmp")
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp),
+              metadata={"model_id": meta.model_id})
+    tmp.replace(weights_path)
+    meta.weights_file, meta.weights_sha256 = weights_path.name, _sha256(weights_path)
+    atomic_write_text(json_path, json.dumps(meta.to_json(), indent=2))
+    return json_path
+
+
+def read_detector_meta(path: str | Path) -> DetectorMeta:
+    json_path, _ = bundle_paths(path)
+    if not json_path.is_file():
+        raise InputError(json_path, "detector bundle not found")
+    try:
+        data = json.loads(json_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(json_path, f"detector metadata is not valid JSON ({exc})") from None
+    if not isinstance(data, dict) or data.get("kind") != "detector":
+        raise InputError(json_path, "not a detector bundle (no \"kind\": \"detector\")")
+    if data.get("format_version") != FORMAT_VERSION:
+        raise InputError(json_path, f"unsupported detector bundle format {data.get('format_version')!r}")
+    try:
+        meta = DetectorMeta(model_id=str(data["model_id"]), width=str(data["width"]), scale=float(data["scale"]),
+                            threshold=float(data["threshold"]), polarity=str(data.get("polarity", "auto")),
+                            training=data.get("training", {}), metrics=data.get("metrics", {}),
+                            weights_sha256=str(data["weights_sha256"]),
+                            weights_file=str(data.get("weights_file") or json_path.with_suffix(".safetensors").name))
+    except KeyError as exc:
+        raise InputError(json_path, f"detector metadata lacks the key {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise InputError(json_path, f"detector metadata has a malformed value ({exc})") from None
+    if meta.width not in WIDTHS:
+        raise InputError(json_path, f"unknown detector width {meta.width!r}")
+    if not (0.05 <= meta.scale <= 4.0) or not (0.0 < meta.threshold < 1.0):
+        raise InputError(json_path, f"scale {meta.scale} or threshold {meta.threshold} out of range")
+    return meta
+
+
+def load_detector(path: str | Path, device: str | torch.device = "cpu") -> tuple[CenterNetLite, DetectorMeta]:
+    meta = read_detector_meta(path)
+    json_path, _ = bundle_paths(path)
+    weights_path = json_path.parent / Path(meta.weights_file).name
+    if not weights_path.is_file():
+        raise InputError(weights_path, "detector weights file not found")
+    if _sha256(weights_path) != meta.weights_sha256:
+        raise InputError(weights_path, "checksum mismatch: the weights file is damaged or was replaced")
+    try:
+        state = load_file(str(weights_path), device="cpu")
+    except (SafetensorError, OSError) as exc:
+        raise InputError(weights_path, f"cannot read weights ({exc})") from None
+    model = CenterNetLite(meta.width)
+    expected = model.state_dict()
+    problems = sorted(set(expected) ^ set(state)) + [k for k in expected if k in state and state[k].shape != expected[k].shape]
+    if problems:
+        raise InputError(weights_path, f"weights do not fit the {meta.width} detector: {len(problems)} tensors differ, e.g. {problems[0]}")
+    model.load_state_dict(state)
+    model.eval()
+    return model.to(device), meta
+
+
+@torch.inference_mode()
+def run_detector(model: CenterNetLite, gray: np.ndarray, scale: float, threshold: float, polarity: str = "auto",
+                 device: torch.device | str = "cpu") -> np.ndarray:
+    """(n, 5) boxes ``x0, y0, x1, y1, score`` in image pixels (float), clipped to the image."""
+    x = detector_input(gray, scale, polarity)
+    t = torch.from_numpy(pad_to_multiple(x)).to(device)[None, None]
+    heat, size, offset = model(t)
+    found = decode(heat, size, offset, threshold)[0]
+    found[:, :4] *= OUTPUT_STRIDE / scale
+    h, w = gray.shape
+    found[:, [0, 2]] = found[:, [0, 2]].clip(0, w)
+    found[:, [1, 3]] = found[:, [1, 3]].clip(0, h)
+    return found
+
+
+class Detector:
+    """A loaded detector bundle. ``detect`` returns integer boxes and their scores."""
+
+    def __init__(self, bundle: str | Path | None = None, device: str = "auto"):
+        from .classifier import choose_device
+
+        self.device = choose_device(device)
+        self.path = Path(bundle) if bundle else DEFAULT_DETECTOR
+        t0 = time.perf_counter()
+        self.model, self.meta = load_detector(self.path, self.device)
+        self.load_seconds = time.perf_counter() - t0
+
+    @property
+    def model_id(self) -> str:
+        return self.meta.model_id
+
+    def detect_array(self, gray: np.ndarray, threshold: float | None = None) -> np.ndarray:
+        return run_detector(self.model, gray, self.meta.scale, self.meta.threshold if threshold is None else threshold,
+                            self.meta.polarity, self.device)
+
+    def detect(self, gray: np.ndarray, threshold: float | None = None) -> list[tuple[Box, float]]:
+        out = []
+        h, w = gray.shape
+        for x0, y0, x1, y1, s in self.detect_array(gray, threshold):
+            box = Box(int(np.floor(x0)), int(np.floor(y0)), int(np.ceil(x1)), int(np.ceil(y1))).clipped(w, h)
+            if not box.is_empty():
+                out.append((box, float(s)))
+        return out
+
+
+def default_detector_available() -> bool:
+    return DEFAULT_DETECTOR.is_file()
