@@ -1,7 +1,7 @@
 """``chromodesk``: headless entry points.
 
     chromodesk analyze IMAGE... [--annotations XML] [--model BUNDLE] [--device auto|cpu|cuda]
-                       [--out DIR] [--formats csv,karyogram,annotated,voc] [--json]
+                       [--detector BUNDLE|classical] [--out DIR] [--formats csv,karyogram,annotated,voc] [--json]
     chromodesk bench [--device ...] [--json OUT]
     chromodesk [IMAGE]            # no sub-command: the desktop app
 
@@ -50,13 +50,21 @@ def cmd_analyze(args) -> int:
         return EXIT_USAGE
     try:
         classifier = Classifier(args.model, device=args.device)
+        detector = None
+        if args.detector and args.detector != "classical":
+            from chromodesk.inference.detector import Detector
+
+            detector = Detector(args.detector, device=args.device)
+        elif args.detector == "classical":
+            detector = "classical"
     except (InputError, RuntimeError) as exc:
         print(f"chromodesk: {exc}", file=sys.stderr)
         return EXIT_USAGE
     status = EXIT_OK
     for image in args.images:
         try:
-            result = analyze(image, args.annotations, classifier=classifier)
+            result = analyze(image, args.annotations, classifier=classifier, device=args.device, detector=detector,
+                             ignore_annotations=args.detect)
             written = {}
             if args.out and formats:
                 written = export_all(result.doc, result.image.gray, Path(args.out), formats,
@@ -92,6 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--annotations", help="VOC XML (default: IMAGE.xml beside it or annotations/NAME.xml)")
     a.add_argument("--model", help="model bundle .json (default: the shipped model)")
     a.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    a.add_argument("--detector", help="for images without annotation: a detector bundle .json, or 'classical' "
+                                      "(default: the shipped learned detector)")
+    a.add_argument("--detect", action="store_true",
+                   help="find the chromosomes with the detector even where an annotation file exists (a raw image)")
     a.add_argument("--out", help="folder for exported files")
     a.add_argument("--formats", default="csv,karyogram,annotated,voc", help="comma list of: " + ",".join(FORMATS))
     a.add_argument("--json", action="store_true", help="one JSON object per image on stdout")

@@ -48,6 +48,7 @@ class AnalysisResult:
                 "predicted_label": r.predicted,
                 "assigned_label": r.assigned,
                 "file_label": r.file_label,
+                "origin": r.origin,
                 "not_a_chromosome": r.rejected,
                 "reject_probability": round(float(r.reject_probability), 4) if r.reject_probability is not None else None,
             }
@@ -79,9 +80,15 @@ def _shipped_detector(device: str):
 
 def find_boxes(gray: np.ndarray, detector=None, device: str = "auto") -> tuple[list[Box], str]:
     """Boxes for an image without annotation: the learned detector (``detector``, else the shipped
-    bundle), or the classical detector when no detector bundle is there. Returns (boxes, note)."""
+    bundle), or the classical detector when no detector bundle is there or ``detector ==
+    "classical"``. Returns (boxes, note)."""
     if detector is None:
         detector = _shipped_detector(device)
+    if detector == "classical":
+        from chromodesk.core.detect import detect_chromosomes
+
+        boxes = detect_chromosomes(gray)
+        return boxes, f"{len(boxes)} boxes proposed by the classical detector"
     if detector is not None:
         found = detector.detect(gray)
         return [box for box, _score in found], f"{len(found)} boxes found by the learned detector ({detector.model_id})"
@@ -92,22 +99,23 @@ def find_boxes(gray: np.ndarray, detector=None, device: str = "auto") -> tuple[l
 
 
 def open_cell(image_path: str | Path, annotations: str | Path | None = None, detect: bool = True,
-              detector=None, device: str = "auto") -> tuple[Karyotype, LoadedImage, str]:
-    """Load an image and its boxes (VOC beside it, or ``annotations``, or automatic detection)."""
+              detector=None, device: str = "auto", ignore_annotations: bool = False) -> tuple[Karyotype, LoadedImage, str]:
+    """Load an image and its boxes (VOC beside it, or ``annotations``, or automatic detection;
+    ``ignore_annotations``: detect even when a VOC file is there, as for a raw image)."""
     image = load_gray(image_path)
     doc = Karyotype(str(image_path), image.sha256, image.width, image.height, warnings=list(image.warnings))
-    xml = Path(annotations) if annotations else find_annotation(image_path)
+    xml = None if ignore_annotations else Path(annotations) if annotations else find_annotation(image_path)
     source = "annotations"
     if xml is not None:
         ann = read_voc(xml, (image.width, image.height))
         doc.annotation_path = str(xml)
         doc.warnings.extend(ann.warnings)
         for obj in ann.objects:
-            doc.add(obj.box, file_label=obj.label, file_name=obj.name)
+            doc.add(obj.box, file_label=obj.label, file_name=obj.name, origin="annotations")
     elif detect:
         boxes, note = find_boxes(image.gray, detector, device)
         for box in boxes:
-            doc.add(box)
+            doc.add(box, origin="detected")
         source = "detected"
         doc.warnings.append(f"{Path(image_path).name}: no annotation file; {note}")
     if len(doc) == 0:
@@ -146,8 +154,9 @@ def reassign(doc: Karyotype) -> CellAnalysis:
 
 
 def analyze(image_path: str | Path, annotations: str | Path | None = None, classifier: "Classifier | None" = None,
-            model: str | Path | None = None, device: str = "auto", detect: bool = True, detector=None) -> AnalysisResult:
-    doc, image, source = open_cell(image_path, annotations, detect, detector, device)
+            model: str | Path | None = None, device: str = "auto", detect: bool = True, detector=None,
+            ignore_annotations: bool = False) -> AnalysisResult:
+    doc, image, source = open_cell(image_path, annotations, detect, detector, device, ignore_annotations)
     if classifier is None:
         from chromodesk.inference.classifier import Classifier
 

@@ -94,10 +94,19 @@ def test_image_without_annotation_gets_detected_boxes(tmp_path, random_bundle, c
     img = np.clip(img + rng.normal(0, 4, img.shape), 0, 255).astype(np.uint8)
     path = tmp_path / "nobox.png"
     cv2.imwrite(str(path), img)
-    assert main(["analyze", str(path), "--model", str(random_bundle), "--json"]) == 0
+    assert main(["analyze", str(path), "--model", str(random_bundle), "--json", "--detector", "classical"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["boxes_source"] == "detected"
     assert result["count"] >= 6
+    assert any("classical detector" in w for w in result["warnings"])
+
+
+def test_a_damaged_detector_bundle_is_a_usage_error_naming_it(tmp_path, random_bundle, capsys):
+    bad = tmp_path / "det.json"
+    bad.write_text('{"kind": "classifier"}')
+    assert main(["analyze", str(tmp_path / "cell.png"), "--model", str(random_bundle), "--detector", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "det.json" in err and "not a detector bundle" in err
 
 
 def test_export_that_would_overwrite_the_source_xml_is_refused_in_one_line(tmp_path, real_image, random_bundle, capsys):

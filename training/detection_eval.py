@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from chromodesk.core.detect import DetectConfig, detect_chromosomes
 from chromodesk.core.document import Box
@@ -29,30 +28,13 @@ from chromodesk.core.errors import InputError
 from chromodesk.core.imaging import SUPPORTED_SUFFIXES, load_gray
 from chromodesk.core.voc import read_voc
 
-
-def iou_matrix(a: Sequence[Box], b: Sequence[Box]) -> np.ndarray:
-    if not a or not b:
-        return np.zeros((len(a), len(b)))
-    A = np.array([x.as_list() for x in a], dtype=np.float64)[:, None, :]
-    B = np.array([x.as_list() for x in b], dtype=np.float64)[None, :, :]
-    iw = np.clip(np.minimum(A[..., 2], B[..., 2]) - np.maximum(A[..., 0], B[..., 0]), 0, None)
-    ih = np.clip(np.minimum(A[..., 3], B[..., 3]) - np.maximum(A[..., 1], B[..., 1]), 0, None)
-    inter = iw * ih
-    area_a = (A[..., 2] - A[..., 0]) * (A[..., 3] - A[..., 1])
-    area_b = (B[..., 2] - B[..., 0]) * (B[..., 3] - B[..., 1])
-    union = area_a + area_b - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+from .detect_metrics import match_one_to_one
 
 
 def match(truth: Sequence[Box], found: Sequence[Box], iou: float = 0.5) -> int:
     """Number of one-to-one pairs with IoU >= ``iou`` (maximum total IoU assignment)."""
-    m = iou_matrix(truth, found)
-    if m.size == 0:
-        return 0
-    # pairs under the threshold must not count, so give them no weight in the assignment
-    weights = np.where(m >= iou, m, 0.0)
-    rows, cols = linear_sum_assignment(-weights)
-    return int(np.sum(m[rows, cols] >= iou))
+    as_arr = lambda boxes: np.array([b.as_list() for b in boxes], float).reshape(-1, 4)  # noqa: E731
+    return len(match_one_to_one(as_arr(found), as_arr(truth), iou))
 
 
 def voc_images(root: Path) -> list[Path]:

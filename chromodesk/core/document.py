@@ -76,6 +76,7 @@ class ChromosomeRecord:
     reject_probability: float | None = None
     auto_rejected: bool = False
     excluded: bool | None = None  # True: technician says not a chromosome; False: says it is one
+    origin: str | None = None  # where the box came from: annotations | detected | drawn
 
     @property
     def rejected(self) -> bool:

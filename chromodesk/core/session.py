@@ -46,6 +46,7 @@ def session_to_dict(doc: Karyotype) -> dict[str, Any]:
             "reject_probability": r.reject_probability,
             "auto_rejected": r.auto_rejected,
             "excluded": r.excluded,
+            "origin": r.origin,
         })
     return {
         "format": FORMAT_NAME,
@@ -108,6 +109,10 @@ def load_session(path: str | Path, expected_sha256: str | None = None) -> Karyot
         fields.update({k: reader.text(item.get(k), f"{rid}.{k}") for k in _TEXT_FIELDS})
         fields["probabilities"] = reader.probabilities(item.get("probabilities"), f"{rid}.probabilities")
         fields.update(reader.reject_fields(item, rid))
+        origin = reader.text(item.get("origin"), f"{rid}.origin")
+        if origin not in (None, "annotations", "detected", "drawn"):
+            raise reader.fail(f"{rid}.origin", f"unknown box origin {origin!r}")
+        fields["origin"] = origin
         doc.add(reader.box(item.get("box"), f"{rid}.box"), record_id=rid, **fields)
     doc.revision = 0  # a freshly loaded document has no unsaved changes
     return doc

@@ -49,10 +49,10 @@ class ReplaceBoxes(QUndoCommand):
         for r in self.removed:
             self.doc.remove(r.id)
         if not self.added:
-            self.added = [self.doc.add(b).id for b in self.boxes]
+            self.added = [self.doc.add(b, origin="detected").id for b in self.boxes]
         else:
             for rid, b in zip(self.added, self.boxes):
-                self.doc.add(b, record_id=rid)
+                self.doc.add(b, record_id=rid, origin="detected")
 
     def undo(self) -> None:
         for rid in self.added:
@@ -72,7 +72,7 @@ class AddBox(QUndoCommand):
 
     def redo(self) -> None:
         if self._removed is None:
-            self.doc.add(self.box, record_id=self.record_id)
+            self.doc.add(self.box, record_id=self.record_id, origin="drawn")
         else:  # put back what undo took away, including a prediction that arrived meanwhile
             self.doc.restore(self._removed)
 

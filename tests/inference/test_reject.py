@@ -1,0 +1,119 @@
+"""The classifier's "not a chromosome" outcome: the reject head in the bundle and in the pipeline."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from chromodesk.core.preprocess import FEATURE_NAMES, PreprocessConfig
+from chromodesk.inference.bundle import BundleMeta, load_bundle, save_bundle
+from chromodesk.inference.classifier import Classifier
+from chromodesk.inference.network import ChromosomeNet, RejectConfig
+
+SIZE = 48
+
+
+def _bundle(path, threshold: float, bias: float):
+    """A tiny bundle whose reject head answers ``sigmoid(bias)`` for every box."""
+    torch.manual_seed(0)
+    cfg = RejectConfig(hidden=8, threshold=threshold)
+    net = ChromosomeNet("resnet18", reject=cfg)
+    with torch.no_grad():
+        for p in net.reject.parameters():
+            p.zero_()
+        net.reject.net[-1].bias.fill_(bias)
+    meta = BundleMeta(model_id="tiny-reject", architecture="resnet18", input_size=SIZE,
+                      preprocess=PreprocessConfig(size=SIZE), reject=cfg)
+    return save_bundle(net, meta, path)
+
+
+def _crops(n: int):
+    from chromodesk.core.preprocess import CellCrops
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (n, SIZE, SIZE), dtype=np.uint8)
+    return CellCrops(images, rng.normal(0, 0.3, (n, len(FEATURE_NAMES))).astype(np.float32), [{} for _ in range(n)])
+
+
+def test_bundle_round_trip_keeps_the_head_and_its_threshold(tmp_path):
+    path = _bundle(tmp_path / "b", threshold=0.8, bias=2.0)
+    model, meta = load_bundle(path)
+    assert meta.reject == RejectConfig(hidden=8, threshold=0.8)
+    assert model.reject is not None
+
+
+@pytest.mark.parametrize("bias, rejected", [(3.0, True), (-3.0, False)])
+def test_predict_cell_rejects_above_the_threshold(tmp_path, bias, rejected):
+    clf = Classifier(_bundle(tmp_path / "b", threshold=0.5, bias=bias), device="cpu")
+    probs, reject_p, flags = clf.predict_cell(_crops(5))
+    assert probs.shape == (5, 24) and np.allclose(probs.sum(1), 1, atol=1e-5)
+    assert np.allclose(reject_p, 1 / (1 + np.exp(-bias)), atol=1e-5)
+    assert flags.tolist() == [rejected] * 5
+
+
+def test_rejected_boxes_do_not_enter_the_cell_context_stage(tmp_path):
+    clf = Classifier(_bundle(tmp_path / "b", threshold=0.5, bias=-3.0), device="cpu")
+    seen = []
+    clf.in_context = lambda p, f: seen.append(len(p)) or p  # record what the stage is given
+    probs = np.full((4, 24), 1 / 24, np.float32)
+    _, flags = clf.finish_cell(probs, np.array([0.1, 0.9, 0.2, 0.95]), np.zeros((4, 5), np.float32))
+    assert flags.tolist() == [False, True, False, True] and seen == [2]
+
+
+def test_a_bundle_without_the_head_rejects_nothing(tmp_path):
+    torch.manual_seed(0)
+    meta = BundleMeta(model_id="plain", architecture="resnet18", input_size=SIZE, preprocess=PreprocessConfig(size=SIZE))
+    clf = Classifier(save_bundle(ChromosomeNet("resnet18"), meta, tmp_path / "p"), device="cpu")
+    assert not clf.has_reject
+    _, reject_p, flags = clf.predict_cell(_crops(3))
+    assert not flags.any() and not reject_p.any()
+
+
+def test_reject_probabilities_match_one_crop_at_a_time(tmp_path):
+    """Batching and the four-flip average give each crop the same answer alone or in a batch."""
+    clf = Classifier(_bundle(tmp_path / "b", threshold=0.5, bias=0.0), device="cpu")
+    with torch.no_grad():
+        torch.manual_seed(1)
+        for p in clf.model.reject.parameters():
+            p.normal_(0, 0.1)
+    crops = _crops(6)
+    _, together = clf.predict_each_with_reject(crops)
+    alone = [clf.predict_arrays(crops.images[i : i + 1], crops.features[i : i + 1], with_reject=True)[1][0] for i in range(6)]
+    assert np.allclose(together, alone, atol=1e-5) and together.std() > 0
+
+
+def test_the_pipeline_keeps_a_rejected_box_out_of_the_cell(tmp_path):
+    """47 boxes, one on debris: the JSON counts 46, says which box is no chromosome, and the ISCN is 46,XY."""
+    import cv2
+
+    from chromodesk.core.document import Box, Karyotype
+    from chromodesk.core.labels import CLASSES
+    from chromodesk.pipeline import AnalysisResult, classify_document
+
+    labels = [c for c in CLASSES[:22] for _ in range(2)] + ["X", "Y"]
+    gray = np.full((700, 900), 230, np.uint8)
+    doc = Karyotype(str(tmp_path / "c.png"), "", 900, 700)
+    for i in range(47):
+        x, y = 20 + 90 * (i % 10), 20 + 130 * (i // 10)
+        cv2.rectangle(gray, (x + 20, y + 10), (x + 40, y + 70), 60, -1)
+        doc.add(Box(x + 10, y, x + 50, y + 80))
+
+    class Fake:
+        model_id, preprocess, has_reject = "fake", PreprocessConfig(size=SIZE, nlm_h=0.0), True
+
+        def predict_cell(self, crops):
+            n = len(crops.images)
+            probs = np.full((n, 24), 0.001)
+            for i in range(n):
+                probs[i, CLASSES.index(labels[i % 46])] = 0.9
+            reject_p = np.zeros(n)
+            reject_p[46] = 0.99
+            return probs / probs.sum(1, keepdims=True), reject_p, reject_p > 0.5
+
+    cell = classify_document(doc, gray, Fake())
+    out = AnalysisResult(doc, None, cell).to_json()
+    assert out["count"] == 46 and out["boxes"] == 47 and out["iscn"] == "46,XY"
+    assert [c["not_a_chromosome"] for c in out["chromosomes"]].count(True) == 1
+    assert out["chromosomes"][46]["not_a_chromosome"] and out["chromosomes"][46]["label"] is None
+    assert out["chromosomes"][46]["reject_probability"] == 0.99

@@ -1,0 +1,56 @@
+"""'Not a chromosome' by key and button, and Cell > Detect again: each one undo step."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+
+from chromodesk.core.document import Box
+
+from .conftest import open_and_classify
+
+
+def test_n_marks_the_selected_box_not_a_chromosome_and_undo_brings_it_back(qtbot, window, cell_files):
+    open_and_classify(qtbot, window, cell_files[0])
+    ws = window.workspace
+    doc = ws.cell.doc
+    record = list(doc)[0]
+    label = record.label
+    before = dict(doc.counts())
+    ws.cell.select(record.id)
+    qtbot.keyClick(window.image_view.graphics.viewport(), Qt.Key.Key_N)
+    assert record.rejected and record.label is None
+    assert doc.counts()[label] == before[label] - 1
+    qtbot.waitUntil(lambda: window.palette.reject_button.isChecked(), timeout=5000)  # redrawn on the next loop turn
+    assert "not a chromosome" in window.palette.info.text()
+    window.undo_action.trigger()
+    record = doc.get(record.id)
+    assert not record.rejected and record.label == label and doc.counts() == before
+    # the palette button does the same, and a label given afterwards brings the box back
+    window.palette.reject_button.click()
+    assert doc.get(record.id).rejected
+    ws.label_selected(label)
+    assert not doc.get(record.id).rejected and doc.get(record.id).label == label
+
+
+def test_detect_again_replaces_unconfirmed_boxes_in_one_undo_step(qtbot, window, cell_files, monkeypatch):
+    import chromodesk.pipeline as pipeline
+
+    open_and_classify(qtbot, window, cell_files[0])
+    ws = window.workspace
+    doc = ws.cell.doc
+    keep = list(doc)[0]
+    ws.set_label(keep.id, keep.label)  # confirmed: detection must leave it alone
+    old = {r.id: r.box for r in doc}
+    new_boxes = [Box(10 + 60 * i, 10, 50 + 60 * i, 80) for i in range(5)] + [keep.box]
+    monkeypatch.setattr(pipeline, "find_boxes", lambda gray, *a, **k: (new_boxes, "6 boxes found by a test double"))
+    with qtbot.waitSignal(ws.classified, timeout=30000):
+        ws.detect_again()
+    assert keep.id in doc.records and doc.get(keep.id).confirmed
+    assert len(doc) == 6  # the confirmed one and five new ones; the copy of the confirmed box is dropped
+    assert sorted(r.box.as_list() for r in doc if r.id != keep.id) == sorted(b.as_list() for b in new_boxes[:5])
+    assert {r.origin for r in doc if r.id != keep.id} == {"detected"} and doc.get(keep.id).origin == "annotations"
+    qtbot.waitUntil(lambda: all(r.probabilities is not None for r in doc), timeout=30000)
+    window.undo_action.trigger()
+    assert {r.id: r.box for r in doc} == old
+    window.redo_action.trigger()
+    assert len(doc) == 6
