@@ -37,6 +37,7 @@ class DetectorMeta:
     scale: float = 0.5
     threshold: float = 0.3
     polarity: str = "auto"
+    tta: bool = False  # average the four flips (chosen on validation)
     training: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     weights_sha256: str = ""
@@ -44,7 +45,7 @@ class DetectorMeta:
 
     def to_json(self) -> dict:
         return {"kind": "detector", "format_version": FORMAT_VERSION, "model_id": self.model_id, "width": self.width,
-                "scale": self.scale, "threshold": self.threshold, "polarity": self.polarity,
+                "scale": self.scale, "threshold": self.threshold, "polarity": self.polarity, "tta": self.tta,
                 "weights_file": self.weights_file, "weights_sha256": self.weights_sha256,
                 "training": self.training, "metrics": self.metrics}
 
@@ -76,6 +77,7 @@ def read_detector_meta(path: str | Path) -> DetectorMeta:
     try:
         meta = DetectorMeta(model_id=str(data["model_id"]), width=str(data["width"]), scale=float(data["scale"]),
                             threshold=float(data["threshold"]), polarity=str(data.get("polarity", "auto")),
+                            tta=bool(data.get("tta", False)),
                             training=data.get("training", {}), metrics=data.get("metrics", {}),
                             weights_sha256=str(data["weights_sha256"]),
                             weights_file=str(data.get("weights_file") or json_path.with_suffix(".safetensors").name))
@@ -113,12 +115,30 @@ def load_detector(path: str | Path, device: str | torch.device = "cpu") -> tuple
 
 
 @torch.inference_mode()
+def flip_averaged(model: CenterNetLite, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The network's maps averaged over the picture and its three flips (probabilities for the
+    heatmap, log sizes and offsets mapped back: a flipped cell's offset ``o`` is ``1 - o``)."""
+    heats, sizes, offsets = [], [], []
+    for dims in ((), (3,), (2,), (2, 3)):
+        h, s, o = model(t.flip(dims) if dims else t)
+        h, s, o = (v.flip(dims) if dims else v for v in (h.float(), s.float(), o.float()))
+        o = o.clone()
+        if 3 in dims:
+            o[:, 0] = 1 - o[:, 0]
+        if 2 in dims:
+            o[:, 1] = 1 - o[:, 1]
+        heats.append(torch.sigmoid(h)), sizes.append(s), offsets.append(o)
+    p = torch.stack(heats).mean(0).clamp(1e-6, 1 - 1e-6)
+    return torch.log(p / (1 - p)), torch.stack(sizes).mean(0), torch.stack(offsets).mean(0)
+
+
+@torch.inference_mode()
 def run_detector(model: CenterNetLite, gray: np.ndarray, scale: float, threshold: float, polarity: str = "auto",
-                 device: torch.device | str = "cpu") -> np.ndarray:
+                 device: torch.device | str = "cpu", tta: bool = False) -> np.ndarray:
     """(n, 5) boxes ``x0, y0, x1, y1, score`` in image pixels (float), clipped to the image."""
     x = detector_input(gray, scale, polarity)
     t = torch.from_numpy(pad_to_multiple(x)).to(device)[None, None]
-    heat, size, offset = model(t)
+    heat, size, offset = flip_averaged(model, t) if tta else model(t)
     found = decode(heat, size, offset, threshold)[0]
     found[:, :4] *= OUTPUT_STRIDE / scale
     h, w = gray.shape
@@ -145,7 +165,7 @@ class Detector:
 
     def detect_array(self, gray: np.ndarray, threshold: float | None = None) -> np.ndarray:
         return run_detector(self.model, gray, self.meta.scale, self.meta.threshold if threshold is None else threshold,
-                            self.meta.polarity, self.device)
+                            self.meta.polarity, self.device, self.meta.tta)
 
     def detect(self, gray: np.ndarray, threshold: float | None = None) -> list[tuple[Box, float]]:
         out = []

@@ -250,3 +250,29 @@ def test_the_cache_gives_back_what_was_loaded(voc_folder, tmp_path, monkeypatch)
     assert np.array_equal(first.images[3].boxes, second.images[3].boxes)
     assert np.array_equal(first.images[3].x, second.images[3].x)
     assert len(list(tmp_path.glob("detect-*.npz"))) == 1
+
+
+class _CentroidNet(torch.nn.Module):
+    """An exactly flip-equivariant stand-in: heat = the picture pooled to stride 4, log size 0, and
+    the offset of the picture's brightness centroid within its stride-4 cell, in every cell."""
+
+    def forward(self, t):
+        heat = torch.nn.functional.avg_pool2d(t, 4) * 8 - 4
+        n, _, h, w = heat.shape
+        ys, xs = torch.meshgrid(torch.arange(t.shape[2]), torch.arange(t.shape[3]), indexing="ij")
+        m = t[0, 0].sum()
+        cx, cy = (t[0, 0] * (xs + 0.5)).sum() / m / 4, (t[0, 0] * (ys + 0.5)).sum() / m / 4
+        offset = torch.stack([torch.full((h, w), float(cx % 1)), torch.full((h, w), float(cy % 1))])[None]
+        return heat, torch.zeros((n, 2, h, w)), offset
+
+
+def test_flip_averaging_maps_offsets_back_to_the_picture():
+    from chromodesk.inference.detector import flip_averaged
+
+    t = torch.zeros((1, 1, 64, 64))
+    t[..., 21:30, 9:14] = 1.0  # off-centre, so each flip puts it in another cell at another offset
+    heat, size, offset = flip_averaged(_CentroidNet(), t)
+    h1, _, o1 = _CentroidNet()(t)
+    assert torch.allclose(offset, o1, atol=1e-5)  # a wrong mapping would average 0.25 with 0.75
+    assert torch.allclose(torch.sigmoid(heat), torch.sigmoid(h1), atol=1e-5)
+    assert torch.allclose(size, torch.zeros_like(size))
