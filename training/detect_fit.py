@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from chromodesk.core.atomic import atomic_write_text
 from chromodesk.core.detector_input import pad_to_multiple
-from chromodesk.inference.detector import DetectorMeta, save_detector
+from chromodesk.inference.detector import DetectorMeta, flip_averaged, save_detector
 from chromodesk.inference.detector_net import CenterNetLite, decode
 
 from .detect_data import DetectAugment, DetectImage, isolated_sprites, load_detect_source, make_targets, sample_patch
@@ -81,13 +81,14 @@ def make_batch(images: list[DetectImage], sprites: dict, cfg: DetectTrainConfig,
 
 
 @torch.inference_mode()
-def predict_images(model: CenterNetLite, images: list[DetectImage], device, threshold: float = 0.05) -> list[np.ndarray]:
+def predict_images(model: CenterNetLite, images: list[DetectImage], device, threshold: float = 0.05,
+                   tta: bool = False) -> list[np.ndarray]:
     """Detections (n, 5) per image in detector-input pixels, all peaks above ``threshold``."""
     model.eval()
     out = []
     for im in images:
         x = torch.from_numpy(pad_to_multiple(im.x.astype(np.float32))).to(device)[None, None]
-        found = decode(*model(x), threshold)[0]
+        found = decode(*(flip_averaged(model, x) if tta else model(x)), threshold)[0]
         found[:, :4] *= 4
         out.append(found)
     return out
@@ -200,15 +201,21 @@ def fit_detector(data_paths: list[str], cfg: DetectTrainConfig, run_dir: str | P
 
 def finish_detector(model: CenterNetLite, val: list[DetectImage], cfg: DetectTrainConfig, run: Path, history: list[dict],
                     sources: list[str], n_train: int) -> dict:
-    """Choose the score threshold on validation, write the bundle, metrics and curves."""
+    """Choose on validation whether to average the four flips and the score threshold (best F1),
+    then write the bundle, metrics and curves."""
     device = next(model.parameters()).device
-    preds = predict_images(model, val, device)
     truths = [im.boxes for im in val]
-    best = best_threshold(preds, truths)
-    metrics = {"val_ap50": average_precision(preds, truths, 0.5), "val_at_threshold": best, "history": history,
+    options = {}
+    for tta in (False, True):
+        preds = predict_images(model, val, device, tta=tta)
+        options[tta] = {"ap50": average_precision(preds, truths, 0.5), "at_threshold": best_threshold(preds, truths)}
+    tta = options[True]["at_threshold"]["f1"] > options[False]["at_threshold"]["f1"]
+    best = options[tta]["at_threshold"]
+    metrics = {"val_ap50": options[tta]["ap50"], "val_at_threshold": best, "tta": tta,
+               "val_options": {("four flips" if k else "one pass"): v for k, v in options.items()}, "history": history,
                "patches_per_s": float(np.median([h["patches_per_s"] for h in history])) if history else None}
     meta = DetectorMeta(model_id=f"centernet-{cfg.width}-{time.strftime('%Y%m%d-%H%M%S')}", width=cfg.width, scale=cfg.scale,
-                        threshold=best["threshold"],
+                        threshold=best["threshold"], tta=tta,
                         training={"sources": sources, "train_images": n_train, "val_images": len(val),
                                   "split": "by case (the classifier bundle's split)", "epochs_run": len(history),
                                   "minutes": history[-1]["minutes"] if history else 0.0, "config": cfg.to_dict(),
