@@ -91,6 +91,7 @@ class CellViewBox(pg.ViewBox):
     def __init__(self):
         super().__init__(invertY=True, lockAspect=True, enableMenu=False)
         self.draw_mode = False
+        self.keep_drawing = False
         self._rubber = QGraphicsRectItem()
         pen = QPen(style.SELECTED, 2, Qt.PenStyle.DashLine)
         pen.setCosmetic(True)
@@ -106,6 +107,8 @@ class CellViewBox(pg.ViewBox):
             rect = QRectF(start, self.mapSceneToView(ev.scenePos())).normalized()
             if ev.isFinish():
                 self._rubber.hide()
+                # one box per Draw: a drag meant to pan must not draw a second one; Shift keeps drawing
+                self.keep_drawing = bool(ev.modifiers() & Qt.KeyboardModifier.ShiftModifier)
                 self.boxDrawn.emit(rect)
             else:
                 self._rubber.setRect(rect)
@@ -185,6 +188,7 @@ class ChromosomeROI(pg.ROI):
 class ImageView(QWidget):
     selectRequested = Signal(object)  # record id or None
     boxDrawn = Signal(object)  # Box
+    drawModeChanged = Signal(bool)
     boxEdited = Signal(str, object)  # record id, Box
 
     def __init__(self, parent: QWidget | None = None):
@@ -255,8 +259,10 @@ class ImageView(QWidget):
             self.viewbox.setRange(QRectF(0, 0, self.cell.doc.width, self.cell.doc.height), padding=0.02)
 
     def set_draw_mode(self, on: bool) -> None:
-        self.viewbox.draw_mode = on
-        self.graphics.setCursor(Qt.CursorShape.CrossCursor if on else Qt.CursorShape.ArrowCursor)
+        if on != self.viewbox.draw_mode:
+            self.viewbox.draw_mode = on
+            self.graphics.setCursor(Qt.CursorShape.CrossCursor if on else Qt.CursorShape.ArrowCursor)
+            self.drawModeChanged.emit(on)
 
     # -- document events ------------------------------------------------------------------------------
     def _on_event(self, event: Event) -> None:
@@ -336,6 +342,8 @@ class ImageView(QWidget):
     def _drawn(self, rect: QRectF) -> None:
         box = Box(int(np.floor(rect.left())), int(np.floor(rect.top())), int(np.ceil(rect.right())),
                   int(np.ceil(rect.bottom())))
+        if not self.viewbox.keep_drawing:
+            self.set_draw_mode(False)
         self.boxDrawn.emit(box)
 
     # -- for tests and scripts --------------------------------------------------------------------------

@@ -126,6 +126,8 @@ class MainWindow(QMainWindow):
         self.keys.acceptPressed.connect(ws.accept_selected)
         self.keys.nextPressed.connect(ws.select_next_least_confident)
         self.keys.typedChanged.connect(self.palette.show_typed)
+        self.keys.escapePressed.connect(lambda: self.image_view.set_draw_mode(False))
+        self.image_view.drawModeChanged.connect(self.draw_action.setChecked)
         self.case_list.openRequested.connect(ws.open_image)
         self._cell_changed(None)
         if load_model:
@@ -237,6 +239,7 @@ class MainWindow(QMainWindow):
             self.review_label.setText("")
             return
         cell.changed.connect(self._update_review_soon)
+        cell.selectionChanged.connect(self.keys.clear)
         self._update_review()
         position = ""
         if cell.image_path in self.workspace.case:

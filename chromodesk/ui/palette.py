@@ -158,6 +158,7 @@ class ReviewKeys(QObject):
     acceptPressed = Signal()
     nextPressed = Signal()
     rejectPressed = Signal()
+    escapePressed = Signal()  # with nothing typed: leave draw mode
     typedChanged = Signal(str, bool)  # text so far, is it a label
 
     def __init__(self, window: QWidget):
@@ -172,6 +173,11 @@ class ReviewKeys(QObject):
         focus = self.window.focusWidget()
         return not isinstance(focus, (QLineEdit, QTextEdit, QPlainTextEdit, QAbstractSpinBox)) and not (
             isinstance(focus, QComboBox) and focus.isEditable())
+
+    def clear(self, *_) -> None:
+        """Another chromosome was selected: what was typed for the previous one is dropped."""
+        if self.buffer:
+            self._set("")
 
     def _set(self, text: str) -> None:
         self.buffer = text
@@ -208,6 +214,9 @@ class ReviewKeys(QObject):
         if key == Qt.Key.Key_Escape and self.buffer:
             self._set("")
             return True
+        if key == Qt.Key.Key_Escape:
+            self.escapePressed.emit()
+            return False  # dialogs and menus still see their Esc
         if key == Qt.Key.Key_Space and mods == Qt.KeyboardModifier.NoModifier:
             self.acceptPressed.emit()
             return True

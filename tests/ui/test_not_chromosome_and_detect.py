@@ -54,3 +54,36 @@ def test_detect_again_replaces_unconfirmed_boxes_in_one_undo_step(qtbot, window,
     assert {r.id: r.box for r in doc} == old
     window.redo_action.trigger()
     assert len(doc) == 6
+
+
+def test_draw_mode_ends_after_one_box_and_esc_leaves_it(qtbot, window, cell_files):
+    from .conftest import mouse_drag
+
+    open_and_classify(qtbot, window, cell_files[0])
+    ws = window.workspace
+    view = window.image_view
+    viewport = view.graphics.viewport()
+    window.draw_action.trigger()
+    assert view.viewbox.draw_mode and window.draw_action.isChecked()
+    with qtbot.waitSignal(ws.classified, timeout=30000):
+        mouse_drag(qtbot, viewport, view.map_image_to_widget(900, 600), view.map_image_to_widget(960, 700))
+    assert not view.viewbox.draw_mode and not window.draw_action.isChecked()  # a later drag pans again
+    n = len(ws.cell.doc)
+    mouse_drag(qtbot, viewport, view.map_image_to_widget(100, 600), view.map_image_to_widget(160, 700))
+    assert len(ws.cell.doc) == n
+    window.draw_action.trigger()
+    qtbot.keyClick(viewport, Qt.Key.Key_Escape)
+    assert not view.viewbox.draw_mode and not window.draw_action.isChecked()
+
+
+def test_typed_digits_do_not_carry_over_to_another_chromosome(qtbot, window, cell_files):
+    open_and_classify(qtbot, window, cell_files[0])
+    ws = window.workspace
+    first, second = list(ws.cell.doc)[:2]
+    viewport = window.image_view.graphics.viewport()
+    ws.cell.select(first.id)
+    qtbot.keyClick(viewport, Qt.Key.Key_1)  # no Enter
+    ws.cell.select(second.id)
+    qtbot.keyClick(viewport, Qt.Key.Key_2)
+    qtbot.keyClick(viewport, Qt.Key.Key_Return)
+    assert ws.cell.doc.get(second.id).final == "2"
