@@ -247,12 +247,30 @@ def _count_label(canvas, label: str, count: int, alert: bool, cx: int, y: int) -
     _put(canvas, tally, x + wn, y + hn, 0.6, ALERT if alert else MUTED, 2 if alert else 1)
 
 
+def review_status(doc: Karyotype) -> str:
+    """One line: how much of the cell a person confirmed, who, when, and with which model."""
+    chromosomes = doc.chromosomes()
+    confirmed = [r for r in chromosomes if r.confirmed]
+    models = sorted({r.model_id for r in doc if r.model_id})
+    model = f"; model {models[0]}" + (f" (+{len(models) - 1})" if len(models) > 1 else "") if models else ""
+    if not confirmed:
+        return f"unreviewed: all {len(chromosomes)} labels are software suggestions{model}"
+    who = sorted({r.confirmed_by for r in confirmed})
+    last = max(r.confirmed_at or "" for r in confirmed)
+    head = (f"reviewed by {', '.join(who)}, last {last[:16].replace('T', ' ')} UTC" if len(confirmed) == len(chromosomes)
+            else f"{len(chromosomes) - len(confirmed)} of {len(chromosomes)} labels are unconfirmed suggestions; "
+                 f"{len(confirmed)} confirmed by {', '.join(who)}")
+    return head + model
+
+
 def layout_karyogram(doc: Karyotype, gray: np.ndarray, cfg: PreprocessConfig = PreprocessConfig(),
                      iscn: str | None = None, style: KaryogramStyle = KaryogramStyle()) -> KaryogramFigure:
     inks = chromosome_ink(doc, gray, cfg)
     by_class: dict[str, list[str]] = {c: [] for row in KARYOGRAM_ROWS for c in row}
     unassigned: list[str] = []
     for record in doc:
+        if record.rejected:  # not a chromosome: no place in a karyogram
+            continue
         if record.label in by_class:
             by_class[record.label].append(record.id)
         else:
@@ -311,8 +329,12 @@ def layout_karyogram(doc: Karyotype, gray: np.ndarray, cfg: PreprocessConfig = P
     name = Path(doc.image_path).name or "karyogram"
     _, th, _ = _text_size(name, 0.95, 2, FONT_BOLD)
     _put(canvas, name, left, y + th, 0.95, INK, 2, FONT_BOLD)
-    sub = f"{len(doc)} chromosomes" + (f", {len(unassigned)} unassigned" if unassigned else "")
+    sub = f"{len(doc.chromosomes())} chromosomes" + (f", {len(unassigned)} unassigned" if unassigned else "")
     _put(canvas, sub, left, y + th + 30, 0.6, MUTED, 1)
+    # review status: a karyogram of suggestions must not pass for a reviewed one
+    status = review_status(doc)
+    sw, _, _ = _text_size(status, 0.5, 1)
+    _put(canvas, status, right - sw, y + th + 30, 0.5, ALERT if "suggest" in status else MUTED, 1)
     if iscn:
         iw, ih, _ = _text_size(iscn, 1.0, 2, FONT_BOLD)
         _put(canvas, iscn, right - iw, y + ih, 1.0, INK, 2, FONT_BOLD)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import QMimeData, QPoint, QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QDrag, QFont, QImage, QPainter, QPen, QPixmap
+from PySide6.QtGui import QAction, QColor, QDrag, QFont, QGuiApplication, QImage, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import QGridLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from . import style
@@ -192,7 +192,14 @@ class CountsPanel(QWidget):
         font.setPointSizeF(font.pointSizeF() * 1.5)
         font.setBold(True)
         self.iscn.setFont(font)
-        self.iscn.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        # shown with break opportunities after its commas (so it wraps instead of widening the dock);
+        # copied plain, from the context menu, so that a LIMS gets the formula without hidden characters
+        self.iscn.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
+        copy = QAction("Copy karyotype", self.iscn)
+        copy.triggered.connect(lambda: QGuiApplication.clipboard().setText(self.iscn_text))
+        self.iscn.addAction(copy)
+        self.iscn_text = ""
+        self.iscn.setWordWrap(True)  # a long formula (many flags) wraps at its commas instead of widening the dock
         self.summary = QLabel("")
         self.flags = QLabel("")
         self.flags.setWordWrap(True)
@@ -217,19 +224,31 @@ class CountsPanel(QWidget):
     def refresh(self, *_):
         cell = self.cell
         if cell is None:
+            self.iscn_text = ""
             self.iscn.setText("—")
             self.summary.setText("")
             self.flags.setText("")
             return
         counts = cell.counts()
-        flags = cell.flags()
-        total = len(cell.doc)
+        total = len(cell.doc.chromosomes())
+        rejected = len(cell.doc) - total
         confirmed = sum(1 for r in cell.doc if r.confirmed)
         unlabelled = total - sum(counts.values())
-        self.iscn.setText(cell.iscn())
-        self.iscn.setToolTip("Suggested ISCN karyotype for numerical findings (from the labels shown)")
-        self.summary.setText(f"{total} chromosomes · {confirmed} confirmed"
-                             + (f" · {unlabelled} unlabelled" if unlabelled else ""))
+        summary = (f"{total} chromosomes · {confirmed} confirmed" + (f" · {unlabelled} unlabelled" if unlabelled else "")
+                   + (f" · {rejected} not a chromosome" if rejected else ""))
+        if not any(counts.values()):
+            # nothing is labelled yet: a formula of zeros with 24 flags would only alarm
+            self.iscn_text = ""
+            self.iscn.setText("classifying…" if total else "no chromosomes")
+            self.iscn.setToolTip("The karyotype appears once the chromosomes have labels")
+            self.summary.setText(summary)
+            self.flags.setText("")
+            return
+        flags = cell.flags()
+        iscn = self.iscn_text = cell.iscn()
+        self.iscn.setText(iscn.replace(",", ",\u200b"))
+        self.iscn.setToolTip(f"{iscn}: suggested ISCN karyotype for numerical findings (from the labels shown)")
+        self.summary.setText(summary)
         texts = []
         for f in flags:
             if f["type"] == "gain":

@@ -81,3 +81,22 @@ def test_exports_say_not_a_chromosome_and_voc_leaves_it_out():
     assert rows[0]["not_a_chromosome"] == "no"
     xml = voc_bytes(doc).decode()
     assert xml.count("<object>") == 46
+
+
+def test_the_karyogram_says_how_much_was_reviewed_and_leaves_rejected_boxes_out():
+    import numpy as np
+
+    from chromodesk.core.export import layout_karyogram, review_status
+
+    doc = normal_cell_plus_debris()
+    assert review_status(doc) == "unreviewed: all 46 labels are software suggestions; model m"
+    first = list(doc)[0]
+    doc.set_final(first.id, first.label, "Dr. A", when="2026-11-30T10:00:00+00:00")
+    assert review_status(doc).startswith("45 of 46 labels are unconfirmed suggestions; 1 confirmed by Dr. A")
+    for r in doc.chromosomes():
+        doc.set_final(r.id, r.label, "Dr. A", when="2026-11-30T10:05:00+00:00")
+    assert review_status(doc) == "reviewed by Dr. A, last 2026-11-30 10:05 UTC; model m"
+    gray = np.full((2000, 2000), 230, np.uint8)
+    fig = layout_karyogram(doc, gray)
+    debris = list(doc)[-1]
+    assert debris.id not in fig.placements and len(fig.placements) <= 46

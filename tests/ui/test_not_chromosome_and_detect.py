@@ -87,3 +87,20 @@ def test_typed_digits_do_not_carry_over_to_another_chromosome(qtbot, window, cel
     qtbot.keyClick(viewport, Qt.Key.Key_2)
     qtbot.keyClick(viewport, Qt.Key.Key_Return)
     assert ws.cell.doc.get(second.id).final == "2"
+
+
+def test_before_any_label_the_karyotype_line_says_classifying_not_a_wall_of_flags(qtbot, cell_files):
+    from chromodesk.core.document import Karyotype
+    from chromodesk.ui.karyogram import CountsPanel
+    from chromodesk.ui.workspace import Cell
+
+    import numpy as np
+
+    doc = Karyotype(str(cell_files[0]), "", 1134, 759)
+    for i in range(46):
+        doc.add(Box(10 + 20 * i, 10, 25 + 20 * i, 60))
+    panel = CountsPanel()
+    qtbot.addWidget(panel)
+    panel.set_cell(Cell(doc, np.zeros((759, 1134), np.uint8), "detected", None))
+    assert panel.iscn.text() == "classifying…" and panel.flags.text() == "" and panel.iscn_text == ""
+    assert panel.summary.text().startswith("46 chromosomes")

@@ -25,7 +25,7 @@ def test_open_classify_correct_undo_redo_export(qtbot, window, cell_files, tmp_p
     assert max(ws.classifier.calls) < 46 and ws.classifier.context_calls[-1] == 46
     # the fake follows the file labels; the cell-level assignment keeps them
     assert all(r.label == r.file_label for r in doc)
-    assert window.counts.iscn.text() == "46,XX"
+    assert window.counts.iscn_text == "46,XX"
     assert window.table.model().rowCount() == 46
     assert len(window.image_view.rois) == 46
     assert "fake-model" in window.model_label.text() and "cpu" in window.device_label.text()
@@ -66,7 +66,7 @@ def test_open_classify_correct_undo_redo_export(qtbot, window, cell_files, tmp_p
     qtbot.waitUntil(lambda: sum(1 for r in doc if not r.confirmed and r.label != r.file_label) == 2, timeout=5000)
     moved = sorted(r.file_label for r in doc if not r.confirmed and r.label != r.file_label)
     assert moved == ["17", "5"] and all(r.label == "1" for r in doc if r.file_label in moved and r.label != r.file_label)
-    qtbot.waitUntil(lambda: window.counts.iscn.text() == ws.cell.iscn(), timeout=5000)
+    qtbot.waitUntil(lambda: window.counts.iscn_text == ws.cell.iscn(), timeout=5000)
 
     # 4. undo / redo through the Edit menu actions
     assert ws.cell.undo.count() == 3
@@ -79,7 +79,7 @@ def test_open_classify_correct_undo_redo_export(qtbot, window, cell_files, tmp_p
     window.undo_action.trigger()
     window.undo_action.trigger()
     assert doc.get(first).final is None
-    qtbot.waitUntil(lambda: window.counts.iscn.text() == "46,XX", timeout=5000)
+    qtbot.waitUntil(lambda: window.counts.iscn_text == "46,XX", timeout=5000)
 
     # 5. accept all, then export through the dialog
     window.palette.accept_all_button.click()
@@ -151,7 +151,7 @@ def test_confirmed_labels_survive_reclassification(qtbot, window, cell_files):
     assert record.predicted == "1"  # the new prediction is stored beside it
     assert record.assigned == "Y"  # and the cell-level assignment treats it as fixed
     assert record.label == "Y"
-    assert "Y" in window.counts.iscn.text()
+    assert "Y" in window.counts.iscn_text
 
 
 def test_reviewer_and_time_recorded(qtbot, window, cell_files, prefs):
