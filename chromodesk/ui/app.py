@@ -82,10 +82,37 @@ def screenshot(window, image_path: str | Path, out: str | Path, timeout: float =
     return out
 
 
+# Qt's X11 (xcb) platform plugin loads these at start; without them Qt only says "no Qt platform
+# plugin could be initialized" and aborts. library name -> Debian/Ubuntu package
+XCB_LIBRARIES = {
+    "xcb-cursor": "libxcb-cursor0", "xcb-icccm": "libxcb-icccm4", "xcb-keysyms": "libxcb-keysyms1",
+    "xcb-image": "libxcb-image0", "xcb-render-util": "libxcb-render-util0", "xcb-xkb": "libxcb-xkb1",
+    "xkbcommon-x11": "libxkbcommon-x11-0", "xcb-shape": "libxcb-shape0", "xcb-randr": "libxcb-randr0",
+    "EGL": "libegl1", "fontconfig": "libfontconfig1",
+}
+
+
+def missing_display_libraries(find=None) -> list[str]:
+    """Debian packages that Qt's X11 plugin needs and that this machine lacks (only on Linux with X11)."""
+    if not sys.platform.startswith("linux") or os.environ.get("QT_QPA_PLATFORM", "xcb") not in ("xcb", ""):
+        return []
+    if not os.environ.get("DISPLAY"):
+        return []
+    if find is None:
+        from ctypes.util import find_library as find
+    return [pkg for lib, pkg in XCB_LIBRARIES.items() if find(lib) is None]
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.screenshot:
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    missing = missing_display_libraries()
+    if missing:
+        print("chromodesk-gui: the desktop app needs system libraries this machine lacks; install them with\n"
+              f"  sudo apt-get install {' '.join(missing)}\n"
+              "(headless use needs none of them: chromodesk analyze, or --screenshot)", file=sys.stderr)
+        return 3
     from PySide6.QtWidgets import QApplication
 
     from .errors import install_excepthook, setup_logging
@@ -123,6 +150,9 @@ def main(argv=None) -> int:
         return 0
     window = MainWindow(prefs)
     install_excepthook(lambda: window)
+    if not window.restore_layout():
+        screen = app.primaryScreen().availableGeometry()  # a sensible first size: most of the screen
+        window.resize(min(1600, screen.width() * 9 // 10), min(1000, screen.height() * 9 // 10))
     window.show()
     if log_file is not None:
         log.info("started; log file %s", log_file)

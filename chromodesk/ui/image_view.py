@@ -354,9 +354,14 @@ class ImageView(QWidget):
 
 
 def _legend() -> QLabel:
-    parts = [f"<span style='color:{style.colour(key).name()}'>■</span> {html.escape(text)}" for key, text in style.LEGEND]
-    label = QLabel("&nbsp;&nbsp;".join(parts) + "&nbsp;&nbsp;&nbsp;<span style='color:#777'>selected: "
-                   "<span style='color:#e6b800'>■</span> · wheel zoom · drag pan · B draw · Del delete · F fit</span>")
+    # no-break spaces inside an entry, plain spaces between them: a narrow window wraps the line
+    # instead of being held wide by it
+    parts = [f"<span style='color:{style.colour(key).name()}'>■</span>&nbsp;{html.escape(text).replace(' ', '&nbsp;')}"
+             for key, text in style.LEGEND]
+    keys = ("selected:&nbsp;<span style='color:#e6b800'>■</span> wheel&nbsp;zoom · drag&nbsp;pan · B&nbsp;draw · "
+            "Del&nbsp;delete · N&nbsp;not&nbsp;a&nbsp;chromosome · F&nbsp;fit")
+    label = QLabel(" &nbsp;".join(parts) + f" &nbsp; <span style='color:#777'>{keys}</span>")
+    label.setWordWrap(True)
     label.setContentsMargins(6, 2, 6, 2)
     return label
 

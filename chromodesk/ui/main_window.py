@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMessageBox,
     QProgressBar,
+    QStackedWidget,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -34,6 +35,7 @@ from .errors import log_dir, show_error
 from .image_view import ImageView
 from .karyogram import CountsPanel, KaryogramView
 from .palette import LabelPalette, ReviewKeys
+from .start_panel import StartPanel
 from .settings import Preferences
 from .table import ChromosomeTable
 from .workspace import Workspace, device_name
@@ -58,7 +60,11 @@ class MainWindow(QMainWindow):
 
         # -- views ------------------------------------------------------------------------------------------
         self.image_view = ImageView()
-        self.setCentralWidget(self.image_view)
+        self.start_panel = StartPanel()
+        self.central = QStackedWidget()  # the start panel until an image is open, then the image
+        self.central.addWidget(self.start_panel)
+        self.central.addWidget(self.image_view)
+        self.setCentralWidget(self.central)
         self.table = ChromosomeTable()
         self.case_list = CaseList()
         self.karyogram = KaryogramView()
@@ -77,6 +83,9 @@ class MainWindow(QMainWindow):
         self.splitDockWidget(self.karyogram_dock, self.palette_dock, Qt.Orientation.Vertical)
         self.splitDockWidget(self.case_dock, self.table_dock, Qt.Orientation.Vertical)
         self.case_dock.hide()
+        # usable minimum widths: the table keeps "ID | Label | Status" readable, the karyogram its pairs
+        self.table.setMinimumWidth(200)
+        karyogram_box.setMinimumWidth(260)
         self._docks_sized = False
         self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
 
@@ -129,12 +138,33 @@ class MainWindow(QMainWindow):
         self.keys.escapePressed.connect(lambda: self.image_view.set_draw_mode(False))
         self.image_view.drawModeChanged.connect(self.draw_action.setChecked)
         self.case_list.openRequested.connect(ws.open_image)
+        self.start_panel.openImageClicked.connect(self.open_dialog)
+        self.start_panel.openFolderClicked.connect(self.open_folder_dialog)
+        self.start_panel.recentChosen.connect(ws.open_path)
         self._cell_changed(None)
         if load_model:
             ws.load_model_soon()  # after the window is up: start-up never waits for torch
 
     def sizeHint(self) -> QSize:
         return QSize(1600, 1000)
+
+    def restore_layout(self) -> bool:
+        """The window's last size, position and dock layout (not in headless mode)."""
+        geometry = self.prefs.qsettings.value("window/geometry")
+        state = self.prefs.qsettings.value("window/state")
+        if self.headless or geometry is None:
+            return False
+        self.restoreGeometry(geometry)
+        if state is not None:
+            self.restoreState(state)
+        self._docks_sized = True  # the user's own dock sizes win over the defaults
+        return True
+
+    def save_layout(self) -> None:
+        if not self.headless:
+            self.prefs.qsettings.setValue("window/geometry", self.saveGeometry())
+            self.prefs.qsettings.setValue("window/state", self.saveState())
+            self.prefs.sync()
 
     def showEvent(self, event) -> None:
         super().showEvent(event)
@@ -231,6 +261,9 @@ class MainWindow(QMainWindow):
     def _cell_changed(self, cell) -> None:
         for view in (self.image_view, self.table, self.karyogram, self.counts, self.palette):
             view.set_cell(cell)
+        self.central.setCurrentWidget(self.image_view if cell is not None else self.start_panel)
+        if cell is None:
+            self.start_panel.set_recent(self.prefs.recent)
         has = cell is not None
         for action in (self.export_action, self.draw_action, self.delete_action):
             action.setEnabled(has)
@@ -379,6 +412,7 @@ class MainWindow(QMainWindow):
             event.acceptProposedAction()
 
     def closeEvent(self, event) -> None:
+        self.save_layout()
         QApplication.instance().removeEventFilter(self.keys)
         self.workspace.shutdown()
         super().closeEvent(event)

@@ -75,7 +75,7 @@ class LabelPalette(QWidget):
             r, c = positions[name]
             groups.addWidget(box, r, c, 1, spans.get(name, 1))
 
-        actions = QHBoxLayout()
+        actions = QGridLayout()  # two by two: the dock stays narrow enough for a 1024-pixel screen
         self.accept_button = QPushButton("Accept (Space)")
         self.accept_all_button = QPushButton("Accept all")
         self.next_button = QPushButton("Next unsure (Tab)")
@@ -88,7 +88,7 @@ class LabelPalette(QWidget):
                           (self.next_button, self.nextClicked), (self.reject_button, self.rejectClicked)):
             b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
             b.clicked.connect(signal.emit)
-            actions.addWidget(b)
+            actions.addWidget(b, actions.count() // 2, actions.count() % 2)
         self.accept_all_button.setToolTip("Confirm the shown label of every chromosome not yet confirmed")
 
         self.info.setMinimumHeight(2 * self.info.fontMetrics().height() + 4)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QAbstractTableModel, QItemSelectionModel, QMimeData, QModelIndex, QSortFilterProxyModel, Qt, Signal
+from PySide6.QtCore import QAbstractTableModel, QItemSelectionModel, QMimeData, QModelIndex, QSortFilterProxyModel, Qt, QTimer, Signal
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView, QWidget
 
 from chromodesk.core.document import Event
@@ -193,6 +193,9 @@ class ChromosomeTable(QTableView):
             self.setColumnWidth(column, width)
         self.selectionModel().selectionChanged.connect(self._user_selected)
         self._syncing = False
+        # when a row goes away Qt moves the current row to a neighbour, and with focus here that
+        # selects it: that is not the user choosing a chromosome
+        self._removing = False
         self.cell = None
 
     def set_cell(self, cell) -> None:
@@ -204,8 +207,18 @@ class ChromosomeTable(QTableView):
             cell.selectionChanged.connect(self.show_selection)
             self.show_selection(cell.selected)
 
+    def rowsAboutToBeRemoved(self, parent, start, end) -> None:  # Qt's virtual, runs before the view moves on
+        self._removing = True
+        QTimer.singleShot(0, self, self._rows_gone)
+        super().rowsAboutToBeRemoved(parent, start, end)
+
+    def _rows_gone(self) -> None:
+        self._removing = False
+        if self.cell is not None:
+            self.show_selection(self.cell.selected)  # the table shows the document's selection again
+
     def _user_selected(self, *_):
-        if self._syncing:
+        if self._syncing or self._removing:
             return
         rows = self.selectionModel().selectedRows()
         if rows:

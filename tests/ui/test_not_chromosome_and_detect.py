@@ -104,3 +104,51 @@ def test_before_any_label_the_karyotype_line_says_classifying_not_a_wall_of_flag
     panel.set_cell(Cell(doc, np.zeros((759, 1134), np.uint8), "detected", None))
     assert panel.iscn.text() == "classifying…" and panel.flags.text() == "" and panel.iscn_text == ""
     assert panel.summary.text().startswith("46 chromosomes")
+
+
+def test_missing_x11_libraries_are_named_with_their_packages(monkeypatch):
+    from chromodesk.ui.app import missing_display_libraries
+
+    monkeypatch.setenv("DISPLAY", ":0")
+    monkeypatch.setenv("QT_QPA_PLATFORM", "xcb")
+    found = {"xcb-icccm", "xcb-keysyms", "xcb-image", "xcb-render-util", "xcb-xkb", "xkbcommon-x11", "xcb-shape",
+             "xcb-randr", "EGL", "fontconfig"}
+    missing = missing_display_libraries(find=lambda lib: "/usr/lib/x" if lib in found else None)
+    assert missing == ["libxcb-cursor0"]
+    monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
+    assert missing_display_libraries(find=lambda lib: None) == []
+
+
+def test_an_empty_window_shows_how_to_open_and_the_recent_files(qtbot, make_window, fake, prefs, cell_files):
+    prefs.add_recent(cell_files[0])
+    window = make_window(fake)
+    assert window.central.currentWidget() is window.start_panel
+    assert window.start_panel.recent.count() == 1
+    item = window.start_panel.recent.item(0)
+    with qtbot.waitSignal(window.workspace.classified, timeout=30000):
+        window.start_panel.recent.itemActivated.emit(item)
+    assert window.central.currentWidget() is window.image_view
+
+
+def test_the_window_comes_back_with_the_docks_it_was_closed_with(qtbot, make_window, fake, prefs):
+    # (the offscreen platform's screen is 800x600, so only the dock layout can be checked here;
+    # the geometry goes through the same saveGeometry/restoreGeometry pair)
+    from chromodesk.ui.main_window import MainWindow
+
+    first = make_window(fake)
+    first.case_dock.show()
+    first.table_dock.hide()
+    first.close()
+    assert prefs.qsettings.value("window/geometry") is not None
+    second = MainWindow(prefs, classifier_factory=lambda: fake, load_model=False)
+    qtbot.addWidget(second)
+    assert second.restore_layout()
+    second.show()
+    assert second.table_dock.isHidden() and not second.case_dock.isHidden()
+    second.close()
+
+
+def test_the_window_fits_a_1024_by_768_screen(make_window, fake):
+    window = make_window(fake)
+    hint = window.minimumSizeHint()
+    assert hint.width() <= 1000 and hint.height() <= 700, hint
