@@ -35,3 +35,23 @@ def _umask() -> int:
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def remove_stale_temps(path: str | Path, older_than_s: float = 60.0) -> list[Path]:
+    """Delete the temp files that a write of ``path`` left behind when its process was killed
+    (``.NAME.<random>.tmp`` beside it). Recent ones may belong to a write in progress: kept."""
+    import time
+
+    path = Path(path)
+    removed = []
+    if not path.parent.is_dir():
+        return removed
+    now = time.time()
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        try:
+            if now - tmp.stat().st_mtime >= older_than_s:
+                tmp.unlink()
+                removed.append(tmp)
+        except OSError:
+            pass  # another process took it, or no permission: not ours to force
+    return removed

@@ -178,13 +178,22 @@ def open_cell_job(image_path: str, session_path: str | None, *, progress, is_can
     if session_path and Path(session_path).is_file():
         from chromodesk.core.session import load_session
 
+        from chromodesk.core.atomic import remove_stale_temps
+        from chromodesk.pipeline import reassign
+
         image = load_gray(image_path)
+        remove_stale_temps(session_path)  # left by a crash mid-save; the session file itself is whole
         try:
             doc = load_session(session_path, expected_sha256=image.sha256)
         except Exception as exc:  # noqa: BLE001 - a bad session must not lock the user out of the image
             notes.append(f"Saved session {session_path} not used: {exc}")
             log.warning("session %s not restored: %s", session_path, exc)
         else:
+            # a crash between a correction and its relabelling saves half a cell: assign it again
+            # (confirmed labels are constraints, so nothing the technician said changes)
+            if any(r.probabilities is not None for r in doc):
+                reassign(doc)
+            doc.revision = 0
             return OpenResult(doc, image.gray, "session", Path(session_path), True, notes)
     doc, image, source = open_cell(image_path)
     return OpenResult(doc, image.gray, source, Path(session_path) if session_path else None, False, notes)

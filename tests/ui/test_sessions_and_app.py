@@ -214,3 +214,4 @@ def test_main_opens_the_window_and_the_image(qtbot, cell_files, tmp_path, monkey
     assert seen == {"image": "103082.jpg", "boxes": 46, "status": "No model"}
     assert (tmp_path / "log" / "chromodesk.log").is_file()
 
+
