@@ -236,6 +236,24 @@ class Karyotype:
             record.final = record.confirmed_by = record.confirmed_at = None
         self._emit("label", record_id)
 
+    _PREDICTION_FIELDS = ("probabilities", "predicted", "assigned", "model_id", "reject_probability", "auto_rejected")
+
+    def snapshot_predictions(self) -> dict[str, tuple]:
+        """Every record's classifier output and assignment, to put back on undo: with a cell-context
+        stage, one box added or moved changes what the classifier says about all the others."""
+        return {rid: (r.box_revision,) + tuple(getattr(r, f) for f in self._PREDICTION_FIELDS)
+                for rid, r in self.records.items()}
+
+    def restore_predictions(self, snapshot: dict[str, tuple]) -> None:
+        """Put back a snapshot's outputs on the records whose box is still the one it was taken for."""
+        for rid, values in snapshot.items():
+            record = self.records.get(rid)
+            if record is None or record.box_revision != values[0]:
+                continue
+            for name, value in zip(self._PREDICTION_FIELDS, values[1:]):
+                setattr(record, name, value)
+        self._emit("prediction")
+
     def restore(self, record: ChromosomeRecord) -> None:
         """Put back a record exactly as it was (used by undo)."""
         self.records[record.id] = replace(record)

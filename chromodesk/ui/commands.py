@@ -30,83 +30,83 @@ class SetExcluded(QUndoCommand):
         self.doc.restore(self.before)
 
 
-class ReplaceBoxes(QUndoCommand):
-    """Detect again: the boxes nobody confirmed give way to freshly detected ones (one undo step).
+class _KeepsTheCell(QUndoCommand):
+    """A box edit whose undo gives back what the user saw before it: with a cell-context stage the
+    other chromosomes' probabilities and labels changed too. Redo gives back what was seen after."""
 
-    Confirmed chromosomes stay, and a detected box that repeats one of them (IoU >= 0.5) is dropped.
-    """
-
-    def __init__(self, doc: Karyotype, boxes: list[Box], parent: QUndoCommand | None = None):
+    def __init__(self, doc: Karyotype, parent: QUndoCommand | None = None):
         super().__init__(parent)
         self.doc = doc
-        kept = [r for r in doc if r.confirmed or r.excluded]
-        self.removed = [replace(r) for r in doc if not (r.confirmed or r.excluded)]
-        self.boxes = [b for b in boxes if all(b.iou(r.box) < 0.5 for r in kept)]
-        self.added: list[str] = []
-        self.setText(f"detect again: {len(self.removed)} boxes -> {len(self.boxes)}")
-
-    def redo(self) -> None:
-        for r in self.removed:
-            self.doc.remove(r.id)
-        if not self.added:
-            self.added = [self.doc.add(b, origin="detected").id for b in self.boxes]
-        else:
-            for rid, b in zip(self.added, self.boxes):
-                self.doc.add(b, record_id=rid, origin="detected")
+        self._before = doc.snapshot_predictions()
+        self._after: dict | None = None
 
     def undo(self) -> None:
-        for rid in self.added:
-            if rid in self.doc.records:
-                self.doc.remove(rid)
-        for r in self.removed:
-            self.doc.restore(r)
+        self._after = self.doc.snapshot_predictions()
+        self.undo_boxes()
+        self.doc.restore_predictions(self._before)
+
+    def redo(self) -> None:
+        self.redo_boxes()
+        if self._after is not None:
+            self.doc.restore_predictions(self._after)
+
+    def undo_boxes(self) -> None:
+        raise NotImplementedError
+
+    def redo_boxes(self) -> None:
+        raise NotImplementedError
 
 
-class AddBox(QUndoCommand):
+class AddBox(_KeepsTheCell):
     def __init__(self, doc: Karyotype, box: Box, parent: QUndoCommand | None = None):
-        super().__init__(parent)
-        self.doc, self.box = doc, box
+        super().__init__(doc, parent)
+        self.box = box
         self.record_id = doc.new_id()
         self.setText(f"add box {self.record_id}")
         self._removed: ChromosomeRecord | None = None
 
-    def redo(self) -> None:
+    def redo_boxes(self) -> None:
         if self._removed is None:
             self.doc.add(self.box, record_id=self.record_id, origin="drawn")
         else:  # put back what undo took away, including a prediction that arrived meanwhile
             self.doc.restore(self._removed)
 
-    def undo(self) -> None:
+    def undo_boxes(self) -> None:
         self._removed = self.doc.remove(self.record_id)
 
 
-class MoveBox(QUndoCommand):
+class MoveBox(_KeepsTheCell):
     """Move or resize: one command per finished drag. Undo restores the record as it was."""
 
     def __init__(self, doc: Karyotype, record_id: str, after: Box, parent: QUndoCommand | None = None):
-        super().__init__(parent)
-        self.doc, self.record_id, self.after = doc, record_id, after
+        super().__init__(doc, parent)
+        self.record_id, self.after = record_id, after
         self.before = replace(doc.get(record_id))
+        self._moved: ChromosomeRecord | None = None
         self.setText(f"move box {record_id}")
 
-    def redo(self) -> None:
-        self.doc.set_box(self.record_id, self.after)
+    def redo_boxes(self) -> None:
+        if self._moved is None:
+            self.doc.set_box(self.record_id, self.after)
+        else:  # as it was after the move, with the prediction it got there
+            self.doc.restore(self._moved)
 
-    def undo(self) -> None:
+    def undo_boxes(self) -> None:
+        self._moved = replace(self.doc.get(self.record_id))
         self.doc.restore(self.before)
 
 
-class DeleteBox(QUndoCommand):
+class DeleteBox(_KeepsTheCell):
     def __init__(self, doc: Karyotype, record_id: str, parent: QUndoCommand | None = None):
-        super().__init__(parent)
-        self.doc, self.record_id = doc, record_id
+        super().__init__(doc, parent)
+        self.record_id = record_id
         self.before = replace(doc.get(record_id))
         self.setText(f"delete box {record_id}")
 
-    def redo(self) -> None:
+    def redo_boxes(self) -> None:
         self.before = self.doc.remove(self.record_id)
 
-    def undo(self) -> None:
+    def undo_boxes(self) -> None:
         self.doc.restore(self.before)
 
 
@@ -155,3 +155,34 @@ def accept_command(doc: Karyotype, record_ids: Iterable[str], reviewer: str) -> 
         if not r.confirmed and r.label is not None:
             changes[rid] = r.label
     return SetLabels(doc, changes, reviewer) if changes else None
+
+
+class ReplaceBoxes(_KeepsTheCell):
+    """Detect again: the boxes nobody confirmed give way to freshly detected ones (one undo step).
+
+    Confirmed chromosomes stay, and a detected box that repeats one of them (IoU >= 0.5) is dropped.
+    """
+
+    def __init__(self, doc: Karyotype, boxes: list[Box], parent: QUndoCommand | None = None):
+        super().__init__(doc, parent)
+        kept = [r for r in doc if r.confirmed or r.excluded]
+        self.removed = [replace(r) for r in doc if not (r.confirmed or r.excluded)]
+        self.boxes = [b for b in boxes if all(b.iou(r.box) < 0.5 for r in kept)]
+        self.added: list[str] = []
+        self.setText(f"detect again: {len(self.removed)} boxes -> {len(self.boxes)}")
+
+    def redo_boxes(self) -> None:
+        for r in self.removed:
+            self.doc.remove(r.id)
+        if not self.added:
+            self.added = [self.doc.add(b, origin="detected").id for b in self.boxes]
+        else:
+            for rid, b in zip(self.added, self.boxes):
+                self.doc.add(b, record_id=rid, origin="detected")
+
+    def undo_boxes(self) -> None:
+        for rid in self.added:
+            if rid in self.doc.records:
+                self.doc.remove(rid)
+        for r in self.removed:
+            self.doc.restore(r)

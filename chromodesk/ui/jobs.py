@@ -221,6 +221,7 @@ class ClassifyResult:
     targets: frozenset[str]
     whole_cell: bool = False  # every record's answer depends on the others (cell-context stage): apply all
     rejects: dict[str, tuple[float, bool]] | None = None  # record id -> ("not a chromosome" p, rejected)
+    record_ids: frozenset[str] = frozenset()  # the cell the answers were computed for
 
 
 def classify_job(gray: np.ndarray, items: tuple[ClassifyItem, ...], targets: frozenset[str], classifier, *,
@@ -258,7 +259,8 @@ def classify_job(gray: np.ndarray, items: tuple[ClassifyItem, ...], targets: fro
         allp = classifier.in_context(allp, crops.features)
     allp = np.asarray(allp, dtype=np.float64)
     predictions = [(it.record_id, it.box_revision, p) for it, p in zip(items, allp)]
-    return ClassifyResult(str(classifier.model_id), predictions, targets, bool(classifier.has_context), rejects)
+    return ClassifyResult(str(classifier.model_id), predictions, targets, bool(classifier.has_context), rejects,
+                          frozenset(it.record_id for it in items))
 
 
 def detached(doc: Karyotype) -> Karyotype:

@@ -330,6 +330,12 @@ class Workspace(QObject):
         if job is not self._classify_job or cell is not self.cell:
             return  # cancelled, or another cell is open now
         applied = 0
+        whole = result.whole_cell or result.rejects is not None
+        if whole and result.record_ids != frozenset(cell.doc.records):
+            # the answers depend on the whole cell, and the cell changed meanwhile (a box was
+            # added, deleted or undone): they describe another cell. A queued request redoes them.
+            self.classified.emit(0)
+            return
         for rid, revision, probs in result.predictions:
             # only boxes unchanged since the snapshot; set_prediction never touches a confirmed label.
             # With a cell-context stage a new or moved box changes the others' answers too.

@@ -200,3 +200,22 @@ def test_typed_label_can_be_corrected(qtbot, window, cell_files):
     assert window.palette.typed.text() == ""
     qtbot.keyClick(window.table, Qt.Key.Key_Return)  # nothing typed: nothing happens
     assert ws.cell.doc.get(rid).final == "2"
+
+
+def test_undo_of_a_new_box_gives_back_every_chromosome_as_it_was(qtbot, make_window, cell_files):
+    """With a cell-context stage a new box changes everybody's probabilities: undo must restore them all."""
+    window = make_window(FakeClassifier.from_voc(cell_files[1], (1134, 759), has_context=True))
+    open_and_classify(qtbot, window, cell_files[0])
+    ws = window.workspace
+    doc = ws.cell.doc
+    seen = {r.id: (r.probabilities, r.label, r.confidence) for r in doc}
+    with qtbot.waitSignal(ws.classified, timeout=30000):
+        ws.add_box(Box(900, 600, 960, 700))
+    qtbot.waitUntil(ws.is_settled, timeout=30000)
+    assert any(doc.get(rid).probabilities != p for rid, (p, _, _) in seen.items())  # the others did change
+    window.undo_action.trigger()
+    qtbot.waitUntil(ws.is_settled, timeout=30000)
+    assert {r.id: (r.probabilities, r.label, r.confidence) for r in doc} == seen
+    window.redo_action.trigger()
+    qtbot.waitUntil(ws.is_settled, timeout=30000)
+    assert len(doc) == 47 and all(r.probabilities is not None for r in doc)
