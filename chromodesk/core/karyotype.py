@@ -36,6 +36,9 @@ class AssignmentConfig:
     gain_penalty: float = 4.0
     loss_penalty: float = 4.0
     sex_penalty: float = 6.0
+    # an unconfirmed chromosome is never moved to a label the classifier gives less than this:
+    # the cell then shows a gain and a loss instead of a surprise relabelling
+    min_probability: float = 0.01
 
 
 MIN_CELL_FOR_ASSIGNMENT = 30  # counts mean something only for (nearly) a whole cell
@@ -66,6 +69,10 @@ def _cost_matrix(logp: np.ndarray, sex: tuple[int, int], cfg: AssignmentConfig, 
     extra += [-cfg.loss_penalty] * (n_x + n_y)  # a sex slot must be filled like an ordinary slot
     col_class = np.array([CLASS_INDEX[c] for c in columns])
     cost = -logp[:, col_class] + np.array(extra)[None, :]
+    if cfg.min_probability > 0:
+        unlikely = logp[:, col_class] < np.log(cfg.min_probability)
+        unlikely[list(fixed)] = False
+        cost[unlikely] = _BIG
     for row, label in fixed.items():
         cost[row, col_class != CLASS_INDEX[label]] = _BIG
     return cost, columns
@@ -96,7 +103,8 @@ def assign(probs: np.ndarray, fixed: dict[int, str] | None = None, cfg: Assignme
         if best is None or total < best[2]:
             labels: list[str | None] = [None] * n
             for r, c in zip(rows, cols):
-                labels[r] = columns[c]
+                # a forbidden cell (only in absurd cells, e.g. three sure Ys): the chromosome's own best label
+                labels[r] = columns[c] if cost[r, c] < _BIG / 2 or r in fixed else CLASSES[int(probs[r].argmax())]
             best = (labels, name, total)
     if best is None:  # more objects than any karyotype holds: fall back to independent labels
         return [CLASSES[i] for i in probs.argmax(1)], "XX", float("nan")

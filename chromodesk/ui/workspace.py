@@ -105,6 +105,7 @@ class Workspace(QObject):
     exported = Signal(object)  # dict[str, Path]
     saved = Signal(object)  # Path
     message = Signal(str)  # for the status bar
+    relabelled = Signal(object)  # ids of unconfirmed chromosomes that an edit's reassignment moved
     error = Signal(str, str)  # summary, details -> one dialog
 
     def __init__(self, prefs: Preferences, classifier_factory: Callable[[], object] | None = None,
@@ -266,7 +267,18 @@ class Workspace(QObject):
     def _reassign(self) -> None:
         self._pending.discard("reassign")
         if self.cell is not None and any(r.probabilities is not None for r in self.cell.doc):
-            reassign(self.cell.doc)
+            doc = self.cell.doc
+            shown = {r.id: r.label for r in doc if not r.confirmed}
+            reassign(doc)
+            # an edit made the assignment move chromosomes nobody touched: say which, and why
+            moved = [(rid, old, doc.get(rid).label) for rid, old in shown.items()
+                     if rid in doc.records and not doc.get(rid).confirmed and old and doc.get(rid).label
+                     and doc.get(rid).label != old]
+            if moved:
+                text = ", ".join(f"{rid} {old} → {new}" for rid, old, new in moved[:4])
+                self.relabelled.emit([rid for rid, _, _ in moved])
+                self.message.emit(f"The cell assignment relabelled {text}{' …' if len(moved) > 4 else ''}: "
+                                  "with your change the counts fit better this way (Undo takes it back)")
 
     def _schedule_save(self) -> None:
         if "save" not in self._pending:

@@ -76,3 +76,20 @@ def test_every_cell_size_from_43_to_50_gives_a_valid_iscn(n):
 def test_empty_cell():
     labels, sex, _ = assign(np.zeros((0, 24)))
     assert labels == []
+
+
+def test_a_correction_never_moves_another_chromosome_to_a_label_it_finds_unlikely():
+    """Confirming a 10 as a 9 makes three 9s. Moving a sure 9 (p 0.95, p(10) 0.002) to 10 would hide
+    the correction; the cell shows +9/-10 instead (issue: a correction silently relabelled another)."""
+    labels = normal()
+    probs = cell_probs(labels, confidence=0.95)
+    ten = labels.index("10")
+    out = analyse_cell(probs, fixed={ten: "9"})
+    assert [out.assigned[i] for i, lab in enumerate(labels) if lab == "9"] == ["9", "9"]
+    assert out.iscn == "46,XY,+9,-10"
+    # a chromosome that is nearly as much a 10 as a 9 may still move: that is what the assignment is for
+    probs2 = probs.copy()
+    nine = labels.index("9")
+    probs2[nine, CLASS_INDEX["9"]], probs2[nine, CLASS_INDEX["10"]] = 0.5, 0.45
+    out2 = analyse_cell(probs2, fixed={ten: "9"})
+    assert out2.assigned[nine] == "10" and out2.iscn == "46,XY"
