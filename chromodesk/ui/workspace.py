@@ -223,8 +223,9 @@ class Workspace(QObject):
         if result.restored:
             done = len([r for r in result.doc if r.confirmed])
             notes.insert(0, f"Restored your saved review ({done}/{len(result.doc)} confirmed)")
-        elif result.source == "detected":
-            notes.insert(0, f"No annotation file: {len(result.doc)} boxes proposed automatically; check them")
+        elif result.source == "detected":  # the document's own warning says how many and by which detector
+            notes = [n.split(": ", 1)[-1] if "no annotation file" in n else n for n in notes]
+            notes.append("check the boxes")
         if notes:
             self.message.emit(" · ".join(notes))
 

@@ -178,7 +178,8 @@ def test_image_without_annotations_gets_proposed_boxes(qtbot, window, cell_files
         ws.open_image(lonely)
     assert ws.cell.source == "detected" and len(ws.cell.doc) > 20
     assert all(r.probabilities is not None for r in ws.cell.doc)  # proposals are classified like any box
-    assert "proposed automatically" in window.statusBar().currentMessage()
+    message = window.statusBar().currentMessage()
+    assert "detector" in message and "check the boxes" in message and message.count("boxes") == 2
     assert window.prefs.recent[0] == str(lonely.resolve())
 
 
