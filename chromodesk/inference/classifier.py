@@ -44,7 +44,8 @@ class Classifier:
         self.device = choose_device(device)
         if self.device.type == "cpu" and torch.get_num_threads() > (os.cpu_count() or 1):
             torch.set_num_threads(os.cpu_count() or 1)
-        self.model, self.meta = load_bundle(bundle or DEFAULT_MODEL, self.device)
+        self.path = Path(bundle or DEFAULT_MODEL)
+        self.model, self.meta = load_bundle(self.path, self.device)
         self.batch_size = batch_size
         # chromosomes lie either way up and either side out: averaging the four flips removes that nuisance
         self.flip_tta = flip_tta and bool(self.meta.training.get("flip_tta", True))

@@ -379,13 +379,15 @@ class MainWindow(QMainWindow):
     def train_dialog(self):
         from .train_dialog import TrainDialog
 
-        dialog = TrainDialog(self.workspace.case, self)
-        dialog.modelReady.connect(self._offer_model)
+        current = self.workspace.classifier_path()
+        dialog = TrainDialog(self.workspace.case, self, current_model=current)
+        dialog.modelReady.connect(lambda path: self._offer_model(path, dialog.comparison))
         dialog.show()
         return dialog
 
-    def _offer_model(self, path: str) -> None:
-        answer = QMessageBox.question(self, "New model", f"Training finished.\nUse the new model {path}?")
+    def _offer_model(self, path: str, comparison: str = "") -> None:
+        detail = f"\n\nMeasured {comparison}." if comparison else ""
+        answer = QMessageBox.question(self, "New model", f"Training finished.{detail}\n\nUse the new model {path}?")
         if answer == QMessageBox.StandardButton.Yes:
             self.use_model(path)
 

@@ -169,6 +169,11 @@ class Workspace(QObject):
         self.modelChanged.emit(None, "Model not loaded (see the error); classification is off")
         self.error.emit(f"Could not load the model: {message}", details)
 
+    def classifier_path(self) -> str | None:
+        """The loaded model's bundle (what a retraining fine-tunes), if it came from a file."""
+        path = getattr(self.classifier, "path", None)
+        return str(path) if path is not None else None
+
     @property
     def preprocess(self) -> PreprocessConfig:
         return getattr(self.classifier, "preprocess", None) or PreprocessConfig()

@@ -129,33 +129,68 @@ def test_show_error_writes_the_log(qtbot, tmp_path, monkeypatch):
     assert "Something broke" in text and "details here" in text
 
 
-def test_train_dialog_runs_the_training_tool_and_offers_the_model(qtbot, window, tmp_path, monkeypatch):
+def test_train_dialog_fine_tunes_compares_and_offers_the_model(qtbot, window, tmp_path, monkeypatch):
     from chromodesk.ui.train_dialog import TrainDialog
 
-    # a stand-in interpreter: prints a log and writes OUT/model.json like ``training.cli fit``
+    # a stand-in interpreter: ``fit`` prints epochs and writes OUT/model.json + split.json like
+    # ``training.cli fit``; ``evaluate`` prints an accuracy that depends on the model
     fake_python = tmp_path / "python"
     fake_python.write_text(
         "#!/bin/sh\n"
         "echo \"args: $*\"\n"
-        "out=''; prev=''\n"
-        "for a in \"$@\"; do [ \"$prev\" = '--out' ] && out=\"$a\"; prev=\"$a\"; done\n"
-        "mkdir -p \"$out\" && echo '{}' > \"$out/model.json\" && echo 'epoch 1 accuracy 0.5'\n")
+        "out=''; model=''; prev=''\n"
+        "for a in \"$@\"; do [ \"$prev\" = '--out' ] && out=\"$a\"; [ \"$prev\" = '--model' ] && model=\"$a\"; prev=\"$a\"; done\n"
+        "case \"$*\" in *' fit '*) mkdir -p \"$out\" && echo '{}' > \"$out/model.json\" && echo '{}' > \"$out/split.json\";"
+        " echo 'epoch 1: train 0.8000 loss 0.700 | val 0.9100 | 100 img/s | lr 1e-3';"
+        " echo 'epoch 2: train 0.8500 loss 0.600 | val 0.9300 | 100 img/s | lr 1e-4';;\n"
+        " *' evaluate '*) case \"$model\" in *run/model.json) echo 'accuracy: 0.9700';; *) echo 'accuracy: 0.9500';; esac;"
+        " echo 'n_chromosomes: 460, n_cells: 10, seconds: 1.0';;\n"
+        "esac\n")
     fake_python.chmod(0o755)
-    dialog = TrainDialog([], window, python=str(fake_python))
+    current = str(tmp_path / "current.json")
+    dialog = TrainDialog([], window, python=str(fake_python), current_model=current)
     qtbot.addWidget(dialog)
+    assert dialog.fine_tune.isChecked() and not dialog.include_reviewed.isEnabled()
+    assert "0 fully reviewed" in dialog.include_reviewed.text()
     dialog.data.addItem(str(tmp_path / "data"))
     dialog.out.setText(str(tmp_path / "run"))
     with qtbot.waitSignal(dialog.modelReady, timeout=20000) as ready:
         dialog.start()
     assert ready.args[0] == str(tmp_path / "run" / "model.json")
     log = dialog.log.toPlainText()
-    assert "-m training.cli fit --data" in log and "epoch 1 accuracy 0.5" in log
+    assert "-m training.cli fit --data" in log and f"--init {current}" in log and "--time-budget 60" in log
+    assert "best 93.0%" in dialog.val_label.text()
+    assert dialog.comparison == "on 460 chromosomes in 10 held-out cells: current model 95.0%, new model 97.0%"
 
     asked = []
     monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: asked.append(a) or QMessageBox.StandardButton.Yes)
-    window._offer_model(ready.args[0])
-    assert asked and window.prefs.model == ready.args[0]
+    window._offer_model(ready.args[0], dialog.comparison)
+    assert asked and "new model 97.0%" in asked[0][2] and window.prefs.model == ready.args[0]
     qtbot.waitUntil(lambda: not window.workspace.model_loading, timeout=20000)
+
+
+def test_train_dialog_stop_ends_the_run_after_its_epoch_without_freezing(qtbot, window, tmp_path):
+    import time as _time
+
+    from chromodesk.ui.train_dialog import TrainDialog
+
+    slow = tmp_path / "python"
+    slow.write_text("#!/bin/sh\ntrap 'echo stopping after this epoch; sleep 1; exit 0' TERM\n"
+                    "while true; do sleep 0.1; done\n")
+    slow.chmod(0o755)
+    dialog = TrainDialog([], window, python=str(slow))
+    qtbot.addWidget(dialog)
+    dialog.data.addItem(str(tmp_path / "data"))
+    dialog.out.setText(str(tmp_path / "run"))
+    dialog.start()
+    qtbot.waitUntil(lambda: dialog.process.state() == dialog.process.ProcessState.Running, timeout=5000)
+    qtbot.wait(300)
+    t0 = _time.monotonic()
+    dialog.stop_button.click()
+    assert _time.monotonic() - t0 < 0.5  # the window does not wait for the run
+    assert "best model so far is kept" in dialog.status.text()
+    qtbot.waitUntil(lambda: dialog.start_button.isEnabled(), timeout=10000)
+    assert "stopping after this epoch" in dialog.log.toPlainText()
 
 
 def test_train_dialog_includes_reviewed_cells(qtbot, window, cell_files, tmp_path):
