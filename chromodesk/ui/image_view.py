@@ -175,10 +175,13 @@ class ChromosomeROI(pg.ROI):
             return
         self.selected = selected
         self.translatable = selected
-        self.setZValue(20 if selected else 10)
+        self.setZValue(20 if selected else 10)  # its box and label above the neighbours' in a dense area
         if selected:
-            self.addScaleHandle((1, 1), (0, 0))
-            self.addScaleHandle((0, 0), (1, 1))
+            for corner, anchor in (((1, 1), (0, 0)), ((0, 0), (1, 1)), ((1, 0), (0, 1)), ((0, 1), (1, 0))):
+                self.addScaleHandle(corner, anchor)
+            for handle in self.getHandles():  # larger than pyqtgraph's default: findable on a busy cell
+                handle.radius = 7
+                handle.buildPath()
         else:
             for handle in list(self.getHandles()):
                 self.removeHandle(handle)

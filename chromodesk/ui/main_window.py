@@ -216,6 +216,11 @@ class MainWindow(QMainWindow):
         self.redo_action.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
         edit.addAction(self.undo_action)
         edit.addAction(self.redo_action)
+        # say what an undo or redo changed: the command just undone is the stack's next redo
+        self.undo_action.triggered.connect(
+            lambda: self.statusBar().showMessage(f"Undone: {ws.undo_group.redoText()}", 8000))
+        self.redo_action.triggered.connect(
+            lambda: self.statusBar().showMessage(f"Redone: {ws.undo_group.undoText()}", 8000))
         edit.addSeparator()
         self.draw_action = self._action("&Draw box", self.image_view.set_draw_mode, "B", checkable=True,
                                         tip="Drag on the image to add a chromosome box")
@@ -224,6 +229,7 @@ class MainWindow(QMainWindow):
         edit.addAction(self.delete_action)
         edit.addSeparator()
         edit.addAction(self._action("Accept selected label\tSpace", ws.accept_selected))
+        edit.addAction(self._action("Clear the selected label's confirmation", ws.unconfirm_selected, "Ctrl+Backspace"))
         edit.addAction(self._action("Accept &all labels", ws.accept_all, "Ctrl+Shift+A"))
         edit.addAction(self._action("Next least confident\tTab", ws.select_next_least_confident))
 
@@ -335,7 +341,9 @@ class MainWindow(QMainWindow):
             self.workspace.open_image(path)
 
     def open_folder_dialog(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Open a folder of cells")
+        recent = self.prefs.recent
+        start = str(Path(recent[0]).parent.parent if Path(recent[0]).is_file() else Path(recent[0]).parent) if recent else ""
+        folder = QFileDialog.getExistingDirectory(self, "Open a folder of cells", start)  # where the last cell was
         if folder:
             self.workspace.open_folder(folder)
 
@@ -391,16 +399,19 @@ class MainWindow(QMainWindow):
         if answer == QMessageBox.StandardButton.Yes:
             self.use_model(path)
 
+    KEYS = (("1…22, X, Y then Enter", "label the selected chromosome"), ("Space", "accept its label"),
+            ("Tab", "next least confident"), ("N", "not a chromosome (again: bring it back)"),
+            ("Ctrl+Shift+A", "accept all"), ("Ctrl+Backspace", "clear a confirmation"), ("Delete", "delete the box"),
+            ("B", "draw one box (hold Shift to draw more; Esc stops)"), ("F", "fit the image"),
+            ("Ctrl+D", "detect the chromosomes again"), ("Ctrl+Z / Ctrl+Shift+Z", "undo / redo"),
+            ("Ctrl+PgDown / Ctrl+PgUp", "next / previous cell of the case"))
+
     def keyboard_help(self) -> None:
+        rows = "".join(f"<tr><td><b>{k}</b></td><td>&nbsp;&nbsp;{v}</td></tr>" for k, v in self.KEYS)
         QMessageBox.information(self, "Keyboard", (
-            "Click a box, a table row or a karyogram chromosome to select it.\n\n"
-            "1…22, X, Y then Enter   label the selected chromosome\n"
-            "Space   accept its label          Tab   next least confident\n"
-            "Ctrl+Shift+A   accept all          Delete   delete the box\n"
-            "B   draw mode (drag to add a box)   F   fit the image\n"
-            "Ctrl+Z / Ctrl+Shift+Z   undo / redo\n"
-            "Ctrl+PgDown / Ctrl+PgUp   next / previous cell of the case\n"
-            "Drag a chromosome from the karyogram or the table onto a slot to relabel it."))
+            "<p>Click a box, a table row or a karyogram chromosome to select it.</p>"
+            f"<table>{rows}</table>"
+            "<p>Drag a chromosome from the karyogram or the table onto a slot to relabel it.</p>"))
 
     # -- drag and drop of files ------------------------------------------------------------------------------
     def dragEnterEvent(self, event) -> None:

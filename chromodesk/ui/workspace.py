@@ -493,6 +493,14 @@ class Workspace(QObject):
         self.accept([cell.selected])
         self.select_next_least_confident()
 
+    def unconfirm_selected(self) -> None:
+        """Take back a confirmation: the label returns to the software's suggestion (undoable)."""
+        cell = self.cell
+        if cell is None or cell.selected is None or not cell.doc.get(cell.selected).confirmed:
+            self.message.emit("Select a confirmed chromosome first")
+            return
+        self._push(commands.set_label_command(cell.doc, cell.selected, None, None))
+
     def accept_all(self) -> None:
         if self.cell is not None:
             self.accept([r.id for r in self.cell.doc if not r.confirmed and not r.rejected])

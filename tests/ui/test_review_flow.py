@@ -214,3 +214,20 @@ def test_when_a_correction_moves_another_chromosome_the_user_is_told_which(qtbot
     assert all(rid in msg.args[0] for rid in list(moved)[:4])
     window.undo_action.trigger()  # one undo takes the correction and the moves back
     qtbot.waitUntil(lambda: {r.id: r.label for r in doc} == before, timeout=5000)
+
+
+def test_a_confirmation_can_be_taken_back_and_undo_says_what_it_undid(qtbot, window, cell_files):
+    open_and_classify(qtbot, window, cell_files[0])
+    ws = window.workspace
+    doc = _doc(window)
+    rid = next(iter(doc.records))
+    ws.cell.select(rid)
+    ws.set_label(rid, "7")
+    assert doc.get(rid).confirmed
+    ws.unconfirm_selected()
+    assert not doc.get(rid).confirmed and doc.get(rid).label == doc.get(rid).suggested
+    window.undo_action.trigger()
+    assert doc.get(rid).final == "7"
+    assert window.statusBar().currentMessage() == f"Undone: clear {rid}"
+    window.redo_action.trigger()
+    assert window.statusBar().currentMessage() == f"Redone: clear {rid}"
