@@ -54,6 +54,7 @@ class ExportDialog(QDialog):
             self.checks[key] = check
             layout.addWidget(check)
         self.folder = QLineEdit(str(default_dir))
+        self.folder.setMinimumWidth(self.folder.fontMetrics().horizontalAdvance(str(default_dir)) + 24)  # the whole path shows
         layout.addWidget(QLabel("Folder:"))
         layout.addLayout(_folder_row(self.folder, self, "Export to"))
         unreviewed = len(doc.unreviewed())

@@ -313,7 +313,8 @@ class MainWindow(QMainWindow):
         self.model_label.setText(f"Model: {classifier.model_id}")
         self.model_label.setToolTip(text)
         self.device_label.setText(f"Device: {device_name(classifier)}")
-        self.statusBar().showMessage(text, 8000)
+        if not self.statusBar().currentMessage():  # the model is named on the right; keep what the user is reading
+            self.statusBar().showMessage(text, 8000)
 
     def _progress(self, what: str, done: int, total: int) -> None:
         self.progress.show()

@@ -40,6 +40,9 @@ def test_every_change_is_saved_and_restored_on_reopen(qtbot, make_window, fake, 
     assert restored.get(rid).final == "X"
     assert len(fake.calls) == calls_before  # predictions came back with the session: no reclassification
     assert "Restored" in other.statusBar().currentMessage()
+    other.workspace.load_model()  # a model arriving later must not overwrite what the user is reading
+    qtbot.waitUntil(lambda: not other.workspace.model_loading, timeout=20000)
+    assert "Restored" in other.statusBar().currentMessage()
 
 
 def test_session_for_another_image_is_not_applied(qtbot, window, cell_files):
