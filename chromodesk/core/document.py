@@ -121,7 +121,7 @@ class ChromosomeRecord:
 
 @dataclass(frozen=True)
 class Event:
-    """What changed: ``kind`` is one of added, removed, box, prediction, label, reset."""
+    """What changed: ``kind`` is one of added, removed, box, prediction, label, cell, reset."""
 
     kind: str
     record_id: str | None = None
@@ -140,6 +140,8 @@ class Karyotype:
     annotation_path: str | None = None
     warnings: list[str] = field(default_factory=list)
     revision: int = 0
+    not_analysable: bool = False  # the technician's mark: this spread cannot be karyotyped
+    comment: str = ""  # the technician's note on the cell
     _listeners: list[Listener] = field(default_factory=list, repr=False, compare=False)
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1), repr=False, compare=False)
 
@@ -253,6 +255,10 @@ class Karyotype:
             for name, value in zip(self._PREDICTION_FIELDS, values[1:]):
                 setattr(record, name, value)
         self._emit("prediction")
+
+    def set_cell_note(self, not_analysable: bool, comment: str) -> None:
+        self.not_analysable, self.comment = bool(not_analysable), str(comment)
+        self._emit("cell")
 
     def restore(self, record: ChromosomeRecord) -> None:
         """Put back a record exactly as it was (used by undo)."""

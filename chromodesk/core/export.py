@@ -251,6 +251,8 @@ def review_status(doc: Karyotype) -> str:
     """One line: how much of the cell a person confirmed, who, when, and with which model."""
     chromosomes = doc.chromosomes()
     confirmed = [r for r in chromosomes if r.confirmed]
+    if doc.not_analysable:
+        return "NOT ANALYSABLE" + (f": {doc.comment}" if doc.comment else "")
     models = sorted({r.model_id for r in doc if r.model_id})
     model = f"; model {models[0]}" + (f" (+{len(models) - 1})" if len(models) > 1 else "") if models else ""
     if not confirmed:

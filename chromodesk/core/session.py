@@ -55,6 +55,7 @@ def session_to_dict(doc: Karyotype) -> dict[str, Any]:
         "image": {"path": doc.image_path, "sha256": doc.image_sha256, "width": doc.width, "height": doc.height},
         "annotation_path": doc.annotation_path,
         "warnings": list(doc.warnings),
+        "cell": {"not_analysable": doc.not_analysable, "comment": doc.comment},
         "records": records,
     }
 
@@ -99,6 +100,12 @@ def load_session(path: str | Path, expected_sha256: str | None = None) -> Karyot
         annotation_path=reader.text(data.get("annotation_path"), "annotation_path"),
         warnings=[reader.text(w, "warnings", optional=False) for w in reader.items(data.get("warnings", []), "warnings")],
     )
+    note = data.get("cell", {"not_analysable": False, "comment": ""})  # absent in older sessions
+    note = reader.obj(note, "cell")
+    if not isinstance(note.get("not_analysable", False), bool):
+        raise reader.fail("cell.not_analysable", "expected true or false")
+    doc.not_analysable = note.get("not_analysable", False)
+    doc.comment = reader.text(note.get("comment", ""), "cell.comment", optional=False)
     for index, item in enumerate(reader.items(data.get("records"), "records"), start=1):
         where = f"record {index}"
         item = reader.obj(item, where)

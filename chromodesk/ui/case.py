@@ -13,8 +13,8 @@ from .workspace import session_path_for
 PATH_ROLE = Qt.ItemDataRole.UserRole + 1
 
 
-def review_status(image_path: Path) -> tuple[int, int] | None:
-    """(confirmed, total) from the saved session, or None if the cell was never opened."""
+def review_status(image_path: Path) -> tuple[int, int] | str | None:
+    """(confirmed, total) from the saved session, "not analysable", or None if never opened."""
     path = session_path_for(image_path)
     if path is None or not path.is_file():
         return None
@@ -24,12 +24,16 @@ def review_status(image_path: Path) -> tuple[int, int] | None:
         doc = load_session(path)
     except Exception:  # noqa: BLE001 - a list entry must not fail on a damaged session
         return None
+    if doc.not_analysable:
+        return "not analysable"
     return sum(1 for r in doc if r.confirmed), len(doc)
 
 
-def status_text(status: tuple[int, int] | None) -> tuple[str, QColor]:
+def status_text(status: tuple[int, int] | str | None) -> tuple[str, QColor]:
     if status is None:
         return "not started", QColor(130, 130, 130)
+    if isinstance(status, str):
+        return status, QColor(160, 0, 0)
     done, total = status
     if total and done == total:
         return "reviewed", QColor(26, 127, 55)
@@ -57,11 +61,11 @@ class CaseList(QListWidget):
         item.setText(f"{item.data(PATH_ROLE).name}  —  {text}")
         item.setForeground(colour)
 
-    def update_status(self, image_path: Path, confirmed: int, total: int) -> None:
+    def update_status(self, image_path: Path, status: tuple[int, int] | str) -> None:
         for i in range(self.count()):
             item = self.item(i)
             if Path(item.data(PATH_ROLE)) == Path(image_path):
-                self._show(item, (confirmed, total))
+                self._show(item, status)
 
     def show_current(self, image_path: Path | None) -> None:
         for i in range(self.count()):
@@ -72,3 +76,5 @@ class CaseList(QListWidget):
                 self.blockSignals(False)
                 self.scrollToItem(item)
                 return
+        self.clearSelection()  # an image from elsewhere is open: no cell of the case is current
+        self.setCurrentItem(None)

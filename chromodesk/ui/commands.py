@@ -14,6 +14,23 @@ from PySide6.QtGui import QUndoCommand
 from chromodesk.core.document import Box, ChromosomeRecord, Karyotype, now_iso
 
 
+class SetCellNote(QUndoCommand):
+    """The cell's "not analysable" mark and comment."""
+
+    def __init__(self, doc: Karyotype, not_analysable: bool, comment: str, parent: QUndoCommand | None = None):
+        super().__init__(parent)
+        self.doc = doc
+        self.before = (doc.not_analysable, doc.comment)
+        self.after = (not_analysable, comment)
+        self.setText("cell: not analysable" if not_analysable and not self.before[0] else "cell note")
+
+    def redo(self) -> None:
+        self.doc.set_cell_note(*self.after)
+
+    def undo(self) -> None:
+        self.doc.set_cell_note(*self.before)
+
+
 class SetExcluded(QUndoCommand):
     """The technician's "not a chromosome" (``excluded=True``) or "it is one" (``False``)."""
 

@@ -8,6 +8,8 @@ relabels it.
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 from PySide6.QtCore import QMimeData, QPoint, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QAction, QColor, QDrag, QFont, QGuiApplication, QImage, QPainter, QPen, QPixmap
@@ -236,6 +238,10 @@ class CountsPanel(QWidget):
         unlabelled = total - sum(counts.values())
         summary = (f"{total} chromosomes · {confirmed} confirmed" + (f" · {unlabelled} unlabelled" if unlabelled else "")
                    + (f" · {rejected} not a chromosome" if rejected else ""))
+        if cell.doc.not_analysable:
+            summary = "<b style='color:#c00000'>not analysable</b> · " + summary
+        if cell.doc.comment:
+            summary += f" · “{html.escape(cell.doc.comment[:60])}{'…' if len(cell.doc.comment) > 60 else ''}”"
         if not any(counts.values()):
             # nothing is labelled yet: a formula of zeros with 24 flags would only alarm
             self.iscn_text = ""

@@ -246,6 +246,12 @@ class MainWindow(QMainWindow):
                                     tip="Find the chromosomes again with the detector; unconfirmed boxes are replaced (undoable)"))
         cell.addAction(self._action("&Not a chromosome\tN", ws.toggle_not_chromosome))
         cell.addSeparator()
+        self.not_analysable_action = self._action(
+            "Cell not &analysable", lambda on: ws.set_cell_note(on, ws.cell.doc.comment if ws.cell else ""),
+            checkable=True, tip="This spread cannot be karyotyped (overlaps, poor banding, broken)")
+        cell.addAction(self.not_analysable_action)
+        cell.addAction(self._action("Co&mment on the cell…", self.comment_dialog))
+        cell.addSeparator()
         cell.addAction(self._action("&Next cell", lambda: ws.step_cell(+1), "Ctrl+PgDown"))
         cell.addAction(self._action("&Previous cell", lambda: ws.step_cell(-1), "Ctrl+PgUp"))
 
@@ -271,7 +277,7 @@ class MainWindow(QMainWindow):
         if cell is None:
             self.start_panel.set_recent(self.prefs.recent)
         has = cell is not None
-        for action in (self.export_action, self.draw_action, self.delete_action):
+        for action in (self.export_action, self.draw_action, self.delete_action, self.not_analysable_action):
             action.setEnabled(has)
         if cell is None:
             self.setWindowTitle("ChromoDesk")
@@ -291,7 +297,11 @@ class MainWindow(QMainWindow):
         if cell is None:
             return
         done = sum(1 for r in cell.doc if r.confirmed)
-        self.review_label.setText(f"Reviewed {done}/{len(cell.doc)}")
+        self.review_label.setText(("NOT ANALYSABLE · " if cell.doc.not_analysable else "")
+                                  + f"Reviewed {done}/{len(cell.doc)}")
+        self.not_analysable_action.blockSignals(True)
+        self.not_analysable_action.setChecked(cell.doc.not_analysable)
+        self.not_analysable_action.blockSignals(False)
 
     def _case_changed(self, images) -> None:
         self.case_list.set_case(images)
@@ -300,7 +310,8 @@ class MainWindow(QMainWindow):
     def _saved(self, path) -> None:
         cell = self.workspace.cell
         if cell is not None:
-            self.case_list.update_status(cell.image_path, sum(1 for r in cell.doc if r.confirmed), len(cell.doc))
+            self.case_list.update_status(cell.image_path, "not analysable" if cell.doc.not_analysable else
+                                         (sum(1 for r in cell.doc if r.confirmed), len(cell.doc)))
 
     def _model_changed(self, classifier, text: str) -> None:
         if classifier is None:
@@ -406,6 +417,16 @@ class MainWindow(QMainWindow):
             ("B", "draw one box (hold Shift to draw more; Esc stops)"), ("F", "fit the image"),
             ("Ctrl+D", "detect the chromosomes again"), ("Ctrl+Z / Ctrl+Shift+Z", "undo / redo"),
             ("Ctrl+PgDown / Ctrl+PgUp", "next / previous cell of the case"))
+
+    def comment_dialog(self) -> None:
+        from PySide6.QtWidgets import QInputDialog
+
+        cell = self.workspace.cell
+        if cell is None:
+            return
+        text, ok = QInputDialog.getMultiLineText(self, "Comment on the cell", cell.image_path.name, cell.doc.comment)
+        if ok:
+            self.workspace.set_cell_note(cell.doc.not_analysable, text.strip())
 
     def keyboard_help(self) -> None:
         rows = "".join(f"<tr><td><b>{k}</b></td><td>&nbsp;&nbsp;{v}</td></tr>" for k, v in self.KEYS)

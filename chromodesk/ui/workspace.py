@@ -493,6 +493,11 @@ class Workspace(QObject):
         self.accept([cell.selected])
         self.select_next_least_confident()
 
+    def set_cell_note(self, not_analysable: bool, comment: str) -> None:
+        cell = self.cell
+        if cell is not None and (not_analysable, comment) != (cell.doc.not_analysable, cell.doc.comment):
+            self._push(commands.SetCellNote(cell.doc, not_analysable, comment))
+
     def unconfirm_selected(self) -> None:
         """Take back a confirmation: the label returns to the software's suggestion (undoable)."""
         cell = self.cell

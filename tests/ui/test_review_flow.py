@@ -231,3 +231,24 @@ def test_a_confirmation_can_be_taken_back_and_undo_says_what_it_undid(qtbot, win
     assert window.statusBar().currentMessage() == f"Undone: clear {rid}"
     window.redo_action.trigger()
     assert window.statusBar().currentMessage() == f"Redone: clear {rid}"
+
+
+def test_a_cell_can_be_marked_not_analysable_with_a_comment_and_it_is_saved(qtbot, window, cell_files, monkeypatch):
+    from PySide6.QtWidgets import QInputDialog
+
+    from chromodesk.core.session import default_session_path, load_session
+
+    open_and_classify(qtbot, window, cell_files[0])
+    window.not_analysable_action.trigger()
+    monkeypatch.setattr(QInputDialog, "getMultiLineText", lambda *a, **k: ("too many overlaps", True))
+    window.comment_dialog()
+    doc = _doc(window)
+    assert doc.not_analysable and doc.comment == "too many overlaps"
+    qtbot.waitUntil(lambda: "not analysable" in window.counts.summary.text(), timeout=5000)
+    assert "NOT ANALYSABLE" in window.review_label.text()
+    qtbot.wait(50)
+    saved = load_session(default_session_path(cell_files[0]))
+    assert saved.not_analysable and saved.comment == "too many overlaps"
+    window.undo_action.trigger()
+    window.undo_action.trigger()
+    assert not doc.not_analysable and doc.comment == ""
