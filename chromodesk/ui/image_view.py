@@ -257,6 +257,21 @@ class ImageView(QWidget):
         if self._to_add:
             QTimer.singleShot(_BREATHE_MS, self, self._add_some)
 
+    def set_display(self, invert: bool | None = None, gamma: float | None = None) -> None:
+        """Grey-level mapping for the eye only (the classifier never sees it): inverted, and a gamma
+        that brightens (< 1) or darkens (> 1) the midtones where pale bands hide."""
+        self.invert = self.invert if invert is None else bool(invert)
+        self.gamma = self.gamma if gamma is None else float(gamma)
+        stops = np.linspace(0.0, 1.0, 17)
+        values = stops ** self.gamma
+        if self.invert:
+            values = 1.0 - values
+        colours = [(int(round(v * 255)),) * 3 + (255,) for v in values]
+        self.histogram.gradient.setColorMap(pg.ColorMap(stops, colours))
+
+    invert = False
+    gamma = 1.0
+
     def fit(self) -> None:
         if self.cell is not None:
             self.viewbox.setRange(QRectF(0, 0, self.cell.doc.width, self.cell.doc.height), padding=0.02)

@@ -235,6 +235,11 @@ class MainWindow(QMainWindow):
 
         view = m.addMenu("&View")
         view.addAction(self._action("&Fit image", self.image_view.fit, "F"))
+        view.addAction(self._action("&Invert grey levels", lambda on: self.image_view.set_display(invert=on), "I",
+                                    checkable=True))
+        view.addAction(self._action("Brighter midtones (gamma 0.7)", lambda: self.image_view.set_display(gamma=0.7)))
+        view.addAction(self._action("Darker midtones (gamma 1.4)", lambda: self.image_view.set_display(gamma=1.4)))
+        view.addAction(self._action("Normal midtones", lambda: self.image_view.set_display(gamma=1.0)))
         view.addSeparator()
         for dock in (self.table_dock, self.case_dock, self.karyogram_dock, self.palette_dock):
             view.addAction(dock.toggleViewAction())

@@ -220,3 +220,17 @@ def test_undo_of_a_new_box_gives_back_every_chromosome_as_it_was(qtbot, make_win
     window.redo_action.trigger()
     qtbot.waitUntil(ws.is_settled, timeout=30000)
     assert len(doc) == 47 and all(r.probabilities is not None for r in doc)
+
+
+def test_invert_and_gamma_change_only_what_the_eye_sees(qtbot, window, cell_files):
+    open_and_classify(qtbot, window, cell_files[0])
+    view = window.image_view
+    item = view.image_item
+    before = item.getLevels()
+    lut = lambda: view.histogram.gradient.colorMap().getLookupTable(nPts=5, alpha=False)[:, 0]  # noqa: E731
+    assert lut()[0] < lut()[-1]
+    view.set_display(invert=True)
+    assert lut()[0] == 255 and lut()[-1] == 0
+    view.set_display(invert=False, gamma=0.7)
+    assert lut()[2] > 140  # midtones brighter
+    assert list(item.getLevels()) == list(before)  # the levels (and the picture the classifier gets) are untouched
