@@ -45,8 +45,9 @@ def _split_images(data: list[str], split: dict | None, part: str, limit: int) ->
 
 
 def _end_to_end(gray: np.ndarray, path: Path, found: np.ndarray, truth: np.ndarray, labels: list[str | None],
-                classifier) -> tuple[int, int]:
-    """(correct, labelled truths) for one image: the found boxes classified and assigned as in the app."""
+                classifier) -> tuple[int, int, np.ndarray]:
+    """(correct, labelled truths, the boxes the classifier kept as chromosomes) for one image: the
+    found boxes classified and assigned as in the app."""
     from chromodesk.pipeline import classify_document
 
     h, w = gray.shape
@@ -62,7 +63,8 @@ def _end_to_end(gray: np.ndarray, path: Path, found: np.ndarray, truth: np.ndarr
     pairs = match_one_to_one(found[kept], truth) if kept else []
     correct = sum(1 for pi, ti in pairs if labels[ti] is not None and shown[kept[pi]].label == labels[ti]
                   and not getattr(shown[kept[pi]], "rejected", False))
-    return correct, sum(1 for lab in labels if lab is not None)
+    chromosomes = found[[i for i in kept if not shown[i].rejected]].reshape(-1, found.shape[1])
+    return correct, sum(1 for lab in labels if lab is not None), chromosomes
 
 
 def evaluate_detection(model: str | None, data: list[str], split: str = "test", split_file: str | None = None,
@@ -93,6 +95,7 @@ def evaluate_detection(model: str | None, data: list[str], split: str = "test", 
     preds = {m: [] for m in methods}
     secs = {m: [] for m in methods}
     e2e = {m: [0, 0] for m in methods}
+    after_reject = {m: [] for m in methods}
     truths = []
     for path, _src in tqdm(images, desc="evaluate-detect", unit="image", disable=quiet, mininterval=5.0):
         img = load_gray(path)
@@ -107,9 +110,10 @@ def evaluate_detection(model: str | None, data: list[str], split: str = "test", 
             preds[m].append(found)
             if classifier is not None:
                 kept = found[found[:, 4] >= (detector.meta.threshold if m == "learned" else 0.0)]
-                c, n = _end_to_end(img.gray, path, kept, truth, [o.label for o in objs], classifier)
+                c, n, chromosomes = _end_to_end(img.gray, path, kept, truth, [o.label for o in objs], classifier)
                 e2e[m][0] += c
                 e2e[m][1] += n
+                after_reject[m].append(chromosomes)
     result = {"split": split, "n_images": len(images), "data": [str(d) for d in data], "model_id": detector.model_id,
               "threshold": detector.meta.threshold, "classifier": classifier.model_id if classifier else None, "methods": {}}
     for m in methods:
@@ -126,6 +130,10 @@ def evaluate_detection(model: str | None, data: list[str], split: str = "test", 
         if classifier is not None:
             row["end_to_end_accuracy"] = e2e[m][0] / max(e2e[m][1], 1)
             row["end_to_end_chromosomes"] = e2e[m][1]
+            # what the technician sees: the boxes left after the "not a chromosome" outcome
+            shown = at_threshold([np.c_[a[:, :4], np.ones(len(a))] for a in after_reject[m]], truths, 0.5)
+            row.update({f"{k}_after_reject": shown[k] for k in ("recall", "precision", "median_count_error",
+                                                                "mean_count_error")})
         result["methods"][m] = row
     result.update(result["methods"]["learned"])  # the learned detector's figures at the top level
     return result
@@ -139,5 +147,7 @@ def print_detection_summary(result: dict) -> None:
                 f"mean {r['mean_count_error']:.2f}  {r['objects_per_image']:.1f} objects/image (true {r['true_per_image']:.1f})  "
                 f"{r['seconds_per_image'] * 1000:.0f} ms/image")
         if "end_to_end_accuracy" in r:
-            line += f"  end-to-end {r['end_to_end_accuracy']:.4f}"
+            line += (f"  end-to-end {r['end_to_end_accuracy']:.4f}  after 'not a chromosome': recall "
+                     f"{r['recall_after_reject']:.4f} precision {r['precision_after_reject']:.4f} "
+                     f"|count error| median {r['median_count_error_after_reject']:.1f}")
         print(line)
