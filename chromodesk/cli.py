@@ -3,6 +3,7 @@
     chromodesk analyze IMAGE... [--annotations XML] [--model BUNDLE] [--device auto|cpu|cuda]
                        [--detector BUNDLE|classical] [--out DIR] [--formats csv,karyogram,annotated,voc] [--json]
     chromodesk bench [--device ...] [--json OUT]
+    chromodesk report FOLDER|IMAGE... [--out case.pdf] [--json OUT] [--csv OUT]
     chromodesk [IMAGE]            # no sub-command: the desktop app
 
 Exit codes: 0 ok; 1 some images failed (each with one line on stderr, the rest still
@@ -92,6 +93,12 @@ def cmd_bench(args) -> int:
     return bench_main(args)
 
 
+def cmd_report(args) -> int:
+    from chromodesk.report import main as report_main
+
+    return report_main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chromodesk", description="ChromoDesk karyotyping (headless commands).")
     sub = parser.add_subparsers(dest="command")
@@ -116,12 +123,23 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--repeats", type=int, default=5)
     b.add_argument("--json", help="write the results here")
     b.set_defaults(func=cmd_bench)
+    r = sub.add_parser("report", help="a case (folders or images of one sample) as karyotype summary, CSV and PDF")
+    r.add_argument("paths", nargs="+", metavar="FOLDER|IMAGE")
+    r.add_argument("--out", help="the PDF report")
+    r.add_argument("--json", help="the case summary as JSON")
+    r.add_argument("--csv", help="one row per cell")
+    r.add_argument("--case-id", help="case name (default: the folder's)")
+    r.add_argument("--karyograms", type=int, default=2, help="karyograms in the report (analysed cells first)")
+    r.add_argument("--model")
+    r.add_argument("--device", default="auto")
+    r.add_argument("--quiet", action="store_true")
+    r.set_defaults(func=cmd_report)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or (argv[0] not in ("analyze", "bench", "-h", "--help")):
+    if not argv or (argv[0] not in ("analyze", "bench", "report", "-h", "--help")):
         from chromodesk.ui.app import main as gui_main  # the desktop app
 
         return gui_main(argv)

@@ -119,3 +119,45 @@ def test_export_that_would_overwrite_the_source_xml_is_refused_in_one_line(tmp_p
     assert rc == 1
     assert any("overwrite the source annotation" in line for line in err)
     assert (tmp_path / xml.name).read_bytes() == before  # the technician's annotation is untouched
+
+
+def test_report_writes_a_pdf_csv_and_json_for_a_case(tmp_path, random_bundle, capsys):
+    """Three synthetic cells of one case; the PDF is a real PDF with one page per part."""
+    from chromodesk.core.document import Box, Karyotype
+    from chromodesk.core.session import default_session_path, save_session
+
+    folder = tmp_path / "case42"
+    folder.mkdir()
+    for k in range(3):
+        img = np.full((300, 400), 230, np.uint8)
+        for i in range(8):
+            cv2.ellipse(img, (30 + 45 * i, 60 + (i % 3) * 60), (6, 22), 15 * i, 0, 360, 70, -1)
+        cv2.imwrite(str(folder / f"cell{k}.png"), img)
+    # one cell reviewed in the app: its session (confirmed labels, a comment) is what the report uses
+    from chromodesk.core.imaging import load_gray
+
+    image = load_gray(folder / "cell0.png")
+    doc = Karyotype(str(folder / "cell0.png"), image.sha256, 400, 300)
+    for i in range(8):
+        r = doc.add(Box(20 + 45 * i, 30, 42 + 45 * i, 90))
+        doc.set_final(r.id, "1", "Dr. K")
+    doc.set_cell_note(False, "nice spread")
+    save_session(doc, default_session_path(folder / "cell0.png"))
+    out = tmp_path / "case.pdf"
+    rc = main(["report", str(folder), "--model", str(random_bundle), "--out", str(out),
+               "--json", str(tmp_path / "case.json"), "--csv", str(tmp_path / "case.csv"), "--quiet"])
+    assert rc == 0, capsys.readouterr().err
+    assert out.read_bytes().startswith(b"%PDF") and out.read_bytes().count(b"/Type /Page\n") + out.read_bytes().count(b"/Type /Page ") >= 3
+    data = json.loads((tmp_path / "case.json").read_text())
+    assert data["case"] == "case42" and len(data["cells"]) == 3 and data["summary"]["counted"] == 3
+    assert data["cells"][0]["reviewed"] and data["cells"][0]["count"] == 8
+    assert any("cells counted" in w for w in data["summary"]["warnings"])
+    rows = (tmp_path / "case.csv").read_text().splitlines()
+    assert rows[0].startswith("image,count,iscn") and "nice spread" in rows[1]
+    assert "case case42:" in capsys.readouterr().out
+
+
+def test_report_of_a_missing_folder_is_one_line(tmp_path, capsys):
+    assert main(["report", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nowhere" in err[0]

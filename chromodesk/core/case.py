@@ -1,0 +1,155 @@
+"""A case: the cells of one patient sample, summarised as a cytogenetics report does.
+
+Per cell: chromosome count, review state, karyotype, a "not analysable" mark and a comment.
+For the case: cells counted / analysed (every label confirmed) / karyotyped (chosen for the
+report), the modal number and the distribution of counts, the cells per karyotype, the sex,
+and the case karyotype in ISCN 2020 with the cell count of each cell line in brackets.
+
+Cell lines follow ISCN's definition of a clone: at least two cells with the same gain (or
+the same structural change), at least three with the same loss. A single cell with a gain,
+or one or two with a loss (a chromosome lost while the metaphase was spread), is not a line:
+it is listed as non-clonal and warned about, never reported as a finding. Several lines make
+a mosaic, written ``mos 47,XX,+21[6]/46,XX[14]``: abnormal lines first, the largest first,
+the normal line last; 46,XX beside 46,XY is a chimera, ``chi 46,XX[15]/46,XY[5]``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .document import Karyotype
+from .karyotype import iscn_string
+
+# standard practice (e.g. ACMG / ACC guidelines for constitutional studies)
+MIN_COUNTED, MIN_ANALYSED, MIN_KARYOTYPED = 20, 5, 2
+NORMAL = ("46,XX", "46,XY")
+_CHANGE = re.compile(r"^([+-])(\d{1,2}|[XY])$")
+
+
+@dataclass
+class CellEntry:
+    image: str
+    count: int
+    iscn: str
+    reviewed: bool  # every chromosome's label confirmed (analysed band by band)
+    confirmed: int
+    not_analysable: bool = False
+    comment: str = ""
+    in_report: bool = False  # its karyogram goes into the report (karyotyped)
+    reviewers: tuple[str, ...] = ()
+    last_confirmed: str = ""
+
+    @classmethod
+    def from_doc(cls, doc: Karyotype, in_report: bool = False) -> "CellEntry":
+        chromosomes = doc.chromosomes()
+        confirmed = [r for r in chromosomes if r.confirmed]
+        return cls(image=Path(doc.image_path).name, count=len(chromosomes), iscn=iscn_string(doc.counts()),
+                   reviewed=bool(chromosomes) and len(confirmed) == len(chromosomes), confirmed=len(confirmed),
+                   not_analysable=doc.not_analysable, comment=doc.comment, in_report=in_report,
+                   reviewers=tuple(sorted({r.confirmed_by for r in confirmed if r.confirmed_by})),
+                   last_confirmed=max((r.confirmed_at or "" for r in confirmed), default=""))
+
+    def to_json(self) -> dict:
+        return {"image": self.image, "count": self.count, "iscn": self.iscn, "reviewed": self.reviewed,
+                "confirmed": self.confirmed, "not_analysable": self.not_analysable, "comment": self.comment,
+                "in_report": self.in_report}
+
+
+def changes(iscn: str) -> tuple[str, str, tuple[str, ...]]:
+    """``47,XY,+21`` -> ("47", "XY", ("+21",))."""
+    parts = iscn.split(",")
+    return parts[0], parts[1] if len(parts) > 1 else "", tuple(parts[2:])
+
+
+def is_clone(iscn: str, n_cells: int) -> bool:
+    """ISCN: a gain (or any other change) in two cells, a loss in three, makes a cell line."""
+    _, sex, found = changes(iscn)
+    if not found and sex in ("XX", "XY"):
+        return True  # no numerical change: the normal line
+    gains = any(c.startswith("+") for c in found) or len(sex) > 2
+    return n_cells >= (2 if gains else 3)
+
+
+def case_iscn(lines: list[tuple[str, int]]) -> str:
+    """The case karyotype from its cell lines (karyotype, cells): one line plainly, several as a
+    mosaic with the abnormal lines first (largest first) and the normal line last."""
+    if not lines:
+        return ""
+    if len(lines) == 1:
+        return lines[0][0]
+    normal = [(k, n) for k, n in lines if k in NORMAL]
+    if len(normal) == 2:  # 46,XX and 46,XY cells: a chimera (or two samples mixed up), never a mosaic
+        ordered = sorted(lines, key=lambda kn: (kn[0] in NORMAL, -kn[1], kn[0]))
+        return "chi " + "/".join(f"{k}[{n}]" for k, n in ordered)
+    abnormal = sorted(((k, n) for k, n in lines if k not in NORMAL), key=lambda kn: (-kn[1], kn[0]))
+    return "mos " + "/".join(f"{k}[{n}]" for k, n in abnormal + normal)
+
+
+@dataclass
+class CaseSummary:
+    case_id: str
+    cells: list[CellEntry] = field(default_factory=list)
+
+    @property
+    def counted(self) -> list[CellEntry]:
+        return [c for c in self.cells if not c.not_analysable]
+
+    @property
+    def analysed(self) -> list[CellEntry]:
+        return [c for c in self.counted if c.reviewed]
+
+    @property
+    def karyotyped(self) -> list[CellEntry]:
+        return [c for c in self.analysed if c.in_report]
+
+    def lines(self) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+        """(cell lines, non-clonal karyotypes), each as (karyotype, number of cells)."""
+        by_karyotype = Counter(c.iscn for c in self.counted)
+        clonal = [(k, n) for k, n in by_karyotype.most_common() if is_clone(k, n)]
+        other = [(k, n) for k, n in by_karyotype.most_common() if not is_clone(k, n)]
+        return clonal, other
+
+    def iscn(self) -> str:
+        clonal, other = self.lines()
+        if not clonal and other:  # nothing clonal: report the cells' modal karyotype
+            modal = Counter(c.count for c in self.counted).most_common(1)[0][0]
+            sexes = Counter(changes(c.iscn)[1] for c in self.counted if c.count == modal)
+            return f"{modal},{sexes.most_common(1)[0][0]}"
+        return case_iscn(clonal)
+
+    def warnings(self) -> list[str]:
+        out = []
+        n_counted, n_analysed, n_karyo = len(self.counted), len(self.analysed), len(self.karyotyped)
+        if n_counted < MIN_COUNTED:
+            out.append(f"{n_counted} cells counted: the standard is at least {MIN_COUNTED}")
+        if n_analysed < MIN_ANALYSED:
+            out.append(f"{n_analysed} cells analysed (every label confirmed): the standard is at least {MIN_ANALYSED}")
+        if n_karyo < MIN_KARYOTYPED:
+            out.append(f"{n_karyo} cells karyotyped (karyogram in the report): the standard is at least {MIN_KARYOTYPED}")
+        _, other = self.lines()
+        for k, n in other:
+            out.append(f"{k} in {n} cell{'s' if n > 1 else ''} only: not a cell line (ISCN needs 2 cells for a gain, "
+                       "3 for a loss); count more cells before reporting it")
+        return out
+
+    def to_json(self) -> dict:
+        clonal, other = self.lines()
+        counts = Counter(c.count for c in self.counted)
+        sexes = Counter(changes(c.iscn)[1] for c in self.counted)
+        return {
+            "case": self.case_id, "iscn": self.iscn(),
+            "cells": [c.to_json() for c in self.cells],
+            "summary": {
+                "cells": len(self.cells), "counted": len(self.counted), "analysed": len(self.analysed),
+                "karyotyped": len(self.karyotyped), "not_analysable": len(self.cells) - len(self.counted),
+                "modal_number": counts.most_common(1)[0][0] if counts else None,
+                "count_distribution": {str(k): v for k, v in sorted(counts.items())},
+                "cell_lines": [{"karyotype": k, "cells": n} for k, n in clonal],
+                "non_clonal": [{"karyotype": k, "cells": n} for k, n in other],
+                "sex_chromosomes": sexes.most_common(1)[0][0] if sexes else None,
+                "warnings": self.warnings(),
+            },
+        }

@@ -1,0 +1,57 @@
+"""The case: cell lines by ISCN's clone rule, mosaic notation, the standard cell numbers."""
+
+from __future__ import annotations
+
+import pytest
+
+from chromodesk.core.case import CaseSummary, CellEntry, case_iscn, is_clone
+
+
+def cells(spec: dict[str, int], reviewed: int = 0, in_report: int = 0) -> list[CellEntry]:
+    out = []
+    for iscn, n in spec.items():
+        for _ in range(n):
+            out.append(CellEntry(image=f"{len(out)}.jpg", count=int(iscn.split(",")[0]), iscn=iscn,
+                                 reviewed=len(out) < reviewed, confirmed=0, in_report=len(out) < in_report))
+    return out
+
+
+@pytest.mark.parametrize("spec, expected", [
+    ({"46,XX": 20}, "46,XX"),
+    ({"47,XY,+21": 3}, "47,XY,+21"),
+    # ISCN 2020 mosaic examples: abnormal line(s) first, largest first, normal last, cells in brackets
+    ({"47,XX,+21": 6, "46,XX": 14}, "mos 47,XX,+21[6]/46,XX[14]"),
+    ({"45,X": 15, "46,XX": 5}, "mos 45,X[15]/46,XX[5]"),
+    ({"47,XXY": 10, "46,XY": 10}, "mos 47,XXY[10]/46,XY[10]"),
+    ({"45,X": 12, "47,XXX": 5, "46,XX": 3}, "mos 45,X[12]/47,XXX[5]/46,XX[3]"),
+    ({"48,XY,+13,+21": 4, "46,XY": 16}, "mos 48,XY,+13,+21[4]/46,XY[16]"),
+    ({"46,XX": 15, "46,XY": 5}, "chi 46,XX[15]/46,XY[5]"),
+])
+def test_case_karyotypes_follow_iscn(spec, expected):
+    assert CaseSummary("c", cells(spec)).iscn() == expected
+
+
+def test_a_single_cell_is_not_a_cell_line():
+    summary = CaseSummary("c", cells({"46,XY": 19, "47,XY,+9": 1, "45,XY,-7": 2}))
+    assert summary.iscn() == "46,XY"
+    text = " ".join(summary.warnings())
+    assert "47,XY,+9 in 1 cell only" in text and "45,XY,-7 in 2 cells only" in text
+    assert not is_clone("45,XY,-7", 2) and is_clone("45,XY,-7", 3) and is_clone("47,XY,+9", 2)
+    assert not is_clone("45,X", 2) and is_clone("47,XXY", 2)
+
+
+def test_summary_counts_and_the_standard_numbers():
+    entries = cells({"46,XX": 4, "45,XX,-3": 1}, reviewed=3, in_report=1)
+    entries.append(CellEntry("bad.jpg", 38, "38,XX", False, 0, not_analysable=True))
+    s = CaseSummary("c7", entries).to_json()
+    summary = s["summary"]
+    assert (summary["cells"], summary["counted"], summary["analysed"], summary["karyotyped"]) == (6, 5, 3, 1)
+    assert summary["modal_number"] == 46 and summary["count_distribution"] == {"45": 1, "46": 4}
+    assert summary["not_analysable"] == 1 and summary["sex_chromosomes"] == "XX"
+    w = " ".join(summary["warnings"])
+    assert "5 cells counted" in w and "3 cells analysed" in w and "1 cells karyotyped" in w
+    assert s["iscn"] == "46,XX" and [c["image"] for c in s["cells"]][-1] == "bad.jpg"
+
+
+def test_case_iscn_of_nothing_is_empty():
+    assert case_iscn([]) == "" and CaseSummary("c").iscn() == ""
