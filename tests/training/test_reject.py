@@ -1,0 +1,54 @@
+"""Negatives for the "not a chromosome" head, its threshold rule and its report."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from training.detect_metrics import iou_matrix
+from training.reject import (_covered, background_boxes, choose_threshold, fit_head, fragment_boxes, jittered,
+                             merged_boxes, reject_report, reject_scores)
+
+TRUTH = np.array([[10, 10, 40, 90], [30, 60, 110, 90], [200, 200, 230, 280], [300, 50, 380, 80]], float)
+
+
+def test_background_boxes_hold_no_chromosome():
+    boxes = background_boxes(TRUTH, (400, 500), 20, np.random.default_rng(0))
+    assert len(boxes) == 20
+    assert (_covered(boxes, TRUTH) <= 0.15).all()
+    assert (boxes[:, 2] <= 500).all() and (boxes[:, 3] <= 400).all() and (boxes[:, :2] >= 0).all()
+
+
+def test_merged_fragment_and_shifted_boxes():
+    rng = np.random.default_rng(1)
+    merged = merged_boxes(TRUTH, 4, rng)
+    assert len(merged) == 1  # only the first two boxes touch
+    assert iou_matrix(merged, TRUTH).max() < 0.5 and _covered(merged, TRUTH)[0] == 1.0
+    frags = fragment_boxes(TRUTH, 4, rng)
+    assert (iou_matrix(frags, TRUTH).max(1) <= 0.5 + 1e-9).all() and (iou_matrix(frags, TRUTH).max(1) >= 0.3 - 1e-9).all()
+    shifted = jittered(TRUTH, rng)
+    assert (np.diag(iou_matrix(shifted, TRUTH)) > 0.55).all()
+
+
+def _rows(n_pos=200, n_neg=100, seed=0):
+    rng = np.random.default_rng(seed)
+    emb = np.r_[rng.normal(0, 1, (n_pos, 8)), rng.normal(4.0, 1, (n_neg, 8))].astype(np.float32)
+    kind = np.array(["chromosome"] * n_pos + ["background"] * (n_neg // 2) + ["fragment"] * (n_neg - n_neg // 2))
+    labels = np.r_[rng.integers(0, 24, n_pos), np.full(n_neg, -1)]
+    probs = np.full((n_pos + n_neg, 24), 0.01, np.float32)
+    probs[np.arange(n_pos), labels[:n_pos]] = 0.9
+    return {"emb": emb, "feat": np.zeros((n_pos + n_neg, 5), np.float32), "target": np.r_[np.zeros(n_pos), np.ones(n_neg)],
+            "kind": kind, "label": labels, "probs": probs}
+
+
+def test_the_head_learns_to_reject_and_the_threshold_spares_chromosomes():
+    from training.reject import RejectTrainConfig
+
+    train, val = _rows(seed=0), _rows(seed=1)
+    head = fit_head(train, RejectTrainConfig(hidden=8, epochs=60), width=13)
+    scores = reject_scores(head, val)
+    t = choose_threshold(scores, val, max_positive_reject=0.01)
+    report = reject_report(scores, val, t)
+    assert report["chromosomes_rejected"] <= 0.01
+    assert report["empty_boxes_rejected"] > 0.8 and report["negatives"]["background"]["n"] == 50
+    assert report["accuracy_loss_points"] == pytest.approx(100 * report["chromosomes_rejected"], abs=1e-9)
