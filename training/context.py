@@ -176,25 +176,17 @@ def fit_context_bundle(model: str | None, data_paths: list[str], out: str, cfg: 
                        quiet: bool = False) -> dict:
     """Fit the context stage for a bundle on its own split's training cells; write ``out`` (a new
     bundle: the same crop network plus the stage) and its split beside it. Test cells are never read."""
-    import json
     import shutil
-    from pathlib import Path
 
     from chromodesk.core.errors import InputError
-    from chromodesk.inference.bundle import DEFAULT_MODEL, save_bundle
-    from chromodesk.inference.classifier import Classifier
+    from chromodesk.inference.bundle import save_bundle
 
     from .data import load_data, split_index
-    from .evaluate import bundle_split_path
+    from .evaluate import classifier_with_split
 
     log = (lambda m: None) if quiet else (lambda m: print(m, flush=True))
     t0 = time.time()
-    model_path = Path(model) if model else DEFAULT_MODEL
-    classifier = Classifier(model_path, device="auto")
-    split_path = bundle_split_path(model_path)
-    if split_path is None:
-        raise InputError(model_path, "no split.json beside the bundle: the context stage is fitted on its training cells")
-    split = json.loads(split_path.read_text())
+    classifier, split_path, split = classifier_with_split(model, "the context stage is fitted on its training cells")
     data, _ = load_data(data_paths, classifier.preprocess, quiet)
     train, val = split_index(data, split, "train"), split_index(data, split, "val")
     if not train.any() or not val.any():

@@ -28,6 +28,20 @@ def bundle_split_path(model_path: Path) -> Path | None:
     return None
 
 
+def classifier_with_split(model: str | None, purpose: str):
+    """The classifier bundle (default: the shipped one) and the case split it was trained on:
+    a later stage is fitted on the same training cases. Returns (classifier, split path, split)."""
+    from chromodesk.inference.bundle import DEFAULT_MODEL
+    from chromodesk.inference.classifier import Classifier
+
+    model_path = Path(model) if model else DEFAULT_MODEL
+    classifier = Classifier(model_path, device="auto")
+    split_path = bundle_split_path(model_path)
+    if split_path is None:
+        raise InputError(model_path, f"no split.json beside the bundle: {purpose}")
+    return classifier, split_path, json.loads(split_path.read_text())
+
+
 def bundle_split(model_path: Path) -> dict | None:
     path = bundle_split_path(model_path)
     return json.loads(path.read_text()) if path else None

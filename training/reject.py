@@ -273,20 +273,14 @@ def fit_reject_bundle(model: str | None, data: str, out: str, cfg: RejectTrainCo
     write ``out`` (the same classifier plus the head); with ``evaluate_test`` also report the test cases."""
     from chromodesk.core.atomic import atomic_write_text
     from chromodesk.core.errors import InputError
-    from chromodesk.inference.bundle import DEFAULT_MODEL, save_bundle
-    from chromodesk.inference.classifier import Classifier
+    from chromodesk.inference.bundle import save_bundle
     from chromodesk.inference.detector import Detector
 
-    from .evaluate import bundle_split_path
+    from .evaluate import classifier_with_split
 
     log = (lambda m: None) if quiet else (lambda m: print(m, flush=True))
     t0 = time.time()
-    model_path = Path(model) if model else DEFAULT_MODEL
-    classifier = Classifier(model_path, device="auto")
-    split_path = bundle_split_path(model_path)
-    if split_path is None:
-        raise InputError(model_path, "no split.json beside the bundle: the reject head is fitted on its training cases")
-    split = json.loads(split_path.read_text())
+    classifier, split_path, split = classifier_with_split(model, "the reject head is fitted on its training cases")
     det = Detector(detector, device="auto") if detector else None
     train_paths = split_paths(data, split, "train")
     rng = np.random.default_rng(cfg.seed)

@@ -76,29 +76,56 @@ def bundle_paths(path: str | Path) -> tuple[Path, Path]:
     return path.with_suffix(".json"), path.with_suffix(".safetensors")
 
 
-def save_bundle(model: ChromosomeNet, meta: BundleMeta, path: str | Path) -> Path:
-    json_path, weights_path = bundle_paths(path)
+def write_weights(model: torch.nn.Module, weights_path: Path, model_id: str) -> str:
+    """The model's tensors as safetensors (written beside, then renamed over); returns their SHA-256."""
     weights_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = weights_path.with_suffix(".safetensors.tmp")
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(tmp), metadata={"model_id": meta.model_id})
+    save_file(state, str(tmp), metadata={"model_id": model_id})
     tmp.replace(weights_path)
+    return _sha256(weights_path)
+
+
+def read_json_object(json_path: Path, what: str) -> dict:
+    """A bundle's metadata file as a dict, or an InputError naming the file."""
+    if not json_path.is_file():
+        raise InputError(json_path, f"{what} bundle not found")
+    try:
+        data = json.loads(json_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(json_path, f"{what} metadata is not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise InputError(json_path, f"{what} metadata is not a JSON object")
+    return data
+
+
+def read_verified_weights(json_path: Path, weights_file: str, sha256: str, what: str) -> tuple[Path, dict]:
+    """The tensors of the weights file named in a bundle's metadata (always beside it: a name,
+    never a path elsewhere), after its checksum matched."""
+    weights_path = json_path.parent / Path(weights_file).name
+    if not weights_path.is_file():
+        raise InputError(weights_path, f"{what} weights file not found")
+    if _sha256(weights_path) != sha256:
+        raise InputError(weights_path, "checksum mismatch: the weights file is damaged or was replaced")
+    try:
+        return weights_path, load_file(str(weights_path), device="cpu")
+    except (SafetensorError, OSError) as exc:
+        raise InputError(weights_path, f"cannot read weights ({exc})") from None
+
+
+def save_bundle(model: torch.nn.Module, meta, path: str | Path) -> Path:
+    """Weights + metadata (a ``BundleMeta`` or a ``DetectorMeta``: anything with model_id,
+    weights_file, weights_sha256 and to_json)."""
+    json_path, weights_path = bundle_paths(path)
+    meta.weights_sha256 = write_weights(model, weights_path, meta.model_id)
     meta.weights_file = weights_path.name
-    meta.weights_sha256 = _sha256(weights_path)
     atomic_write_text(json_path, json.dumps(meta.to_json(), indent=2))
     return json_path
 
 
 def read_meta(path: str | Path) -> BundleMeta:
     json_path, _ = bundle_paths(path)
-    if not json_path.is_file():
-        raise InputError(json_path, "model bundle not found")
-    try:
-        data = json.loads(json_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(json_path, f"model metadata is not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise InputError(json_path, "model metadata is not a JSON object")
+    data = read_json_object(json_path, "model")
     try:
         if data.get("format_version") != FORMAT_VERSION:
             raise InputError(json_path, f"unsupported bundle format {data.get('format_version')!r}")
@@ -125,15 +152,7 @@ def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> tuple[C
     """Verified load. Any mismatch raises InputError naming the file."""
     meta = read_meta(path)
     json_path, _ = bundle_paths(path)
-    weights_path = json_path.parent / meta.weights_file
-    if not weights_path.is_file():
-        raise InputError(weights_path, "model weights file not found")
-    if _sha256(weights_path) != meta.weights_sha256:
-        raise InputError(weights_path, "checksum mismatch: the weights file is damaged or was replaced")
-    try:
-        state = load_file(str(weights_path), device="cpu")
-    except (SafetensorError, OSError) as exc:
-        raise InputError(weights_path, f"cannot read weights ({exc})") from None
+    weights_path, state = read_verified_weights(json_path, meta.weights_file, meta.weights_sha256, "model")
     if meta.preprocess.size != meta.input_size:
         raise InputError(json_path, "input_size and preprocess.size disagree")
     # built on the meta device: no memory and no random initialisation for weights that are

@@ -8,22 +8,18 @@ the weights' SHA-256 (checked before anything is read).
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
-from chromodesk.core.atomic import atomic_write_text
 from chromodesk.core.detector_input import OUTPUT_STRIDE, detector_input, pad_to_multiple
 from chromodesk.core.document import Box
 from chromodesk.core.errors import InputError
 
-from .bundle import _sha256, bundle_paths
+from .bundle import bundle_paths, read_json_object, read_verified_weights, save_bundle
 from .detector_net import WIDTHS, CenterNetLite, decode
 
 FORMAT_VERSION = 1
@@ -50,27 +46,13 @@ class DetectorMeta:
                 "training": self.training, "metrics": self.metrics}
 
 
-def save_detector(model: CenterNetLite, meta: DetectorMeta, path: str | Path) -> Path:
-    json_path, weights_path = bundle_paths(path)
-    weights_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = weights_path.with_suffix(".safetensors.tmp")
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp),
-              metadata={"model_id": meta.model_id})
-    tmp.replace(weights_path)
-    meta.weights_file, meta.weights_sha256 = weights_path.name, _sha256(weights_path)
-    atomic_write_text(json_path, json.dumps(meta.to_json(), indent=2))
-    return json_path
+save_detector = save_bundle  # the same two files, a DetectorMeta in the JSON
 
 
 def read_detector_meta(path: str | Path) -> DetectorMeta:
     json_path, _ = bundle_paths(path)
-    if not json_path.is_file():
-        raise InputError(json_path, "detector bundle not found")
-    try:
-        data = json.loads(json_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(json_path, f"detector metadata is not valid JSON ({exc})") from None
-    if not isinstance(data, dict) or data.get("kind") != "detector":
+    data = read_json_object(json_path, "detector")
+    if data.get("kind") != "detector":
         raise InputError(json_path, "not a detector bundle (no \"kind\": \"detector\")")
     if data.get("format_version") != FORMAT_VERSION:
         raise InputError(json_path, f"unsupported detector bundle format {data.get('format_version')!r}")
@@ -95,15 +77,7 @@ def read_detector_meta(path: str | Path) -> DetectorMeta:
 def load_detector(path: str | Path, device: str | torch.device = "cpu") -> tuple[CenterNetLite, DetectorMeta]:
     meta = read_detector_meta(path)
     json_path, _ = bundle_paths(path)
-    weights_path = json_path.parent / Path(meta.weights_file).name
-    if not weights_path.is_file():
-        raise InputError(weights_path, "detector weights file not found")
-    if _sha256(weights_path) != meta.weights_sha256:
-        raise InputError(weights_path, "checksum mismatch: the weights file is damaged or was replaced")
-    try:
-        state = load_file(str(weights_path), device="cpu")
-    except (SafetensorError, OSError) as exc:
-        raise InputError(weights_path, f"cannot read weights ({exc})") from None
+    weights_path, state = read_verified_weights(json_path, meta.weights_file, meta.weights_sha256, "detector")
     model = CenterNetLite(meta.width)
     expected = model.state_dict()
     problems = sorted(set(expected) ^ set(state)) + [k for k in expected if k in state and state[k].shape != expected[k].shape]

@@ -11,7 +11,6 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 
 from chromodesk.core.karyotype import AssignmentConfig
 from chromodesk.inference.bundle import DEFAULT_MODEL
