@@ -128,6 +128,8 @@ def classify_document(doc: Karyotype, gray: np.ndarray, classifier: "Classifier"
     """Predict every record, then assign labels at the cell level (confirmed labels are fixed)."""
     records = list(doc)
     crops = preprocess_cell(gray, [r.box for r in records], classifier.preprocess)
+    for info, r in zip(crops.raw, records):
+        info["box"] = r.box.as_list()  # as in the app's classification job; ignored by real models
     if hasattr(classifier, "predict_cell"):
         probs, reject_p, rejected = classifier.predict_cell(crops)
     else:  # a classifier without the "not a chromosome" outcome (e.g. a lab's own wrapper)

@@ -22,7 +22,7 @@ import numpy as np
 
 from chromodesk import __version__
 from chromodesk.core.atomic import atomic_write_bytes, atomic_write_text
-from chromodesk.core.case import CaseSummary, CellEntry
+from chromodesk.core.case import CaseSummary, CellEntry, case_state
 from chromodesk.core.document import Karyotype
 from chromodesk.core.errors import InputError
 from chromodesk.core.imaging import SUPPORTED_SUFFIXES, load_gray
@@ -36,6 +36,7 @@ class Case:
     docs: list[Karyotype] = field(default_factory=list)
     grays: list[np.ndarray] = field(default_factory=list)
     models: list[str] = field(default_factory=list)
+    state: dict = field(default_factory=lambda: {"signed_off": None, "history": []})  # sign-off and reopenings
 
 
 def case_images(paths: list[str | Path]) -> list[Path]:
@@ -83,12 +84,15 @@ def build_case(paths: list[str | Path], case_id: str | None = None, classifier=N
         if progress:
             progress(i + 1, len(images))
     entries = [CellEntry.from_doc(d) for d in docs]
-    chosen = [e for e in entries if e.reviewed and not e.not_analysable] or [e for e in entries if not e.not_analysable]
-    for e in chosen[:in_report]:
-        e.in_report = True
+    if not any(e.in_report for e in entries):  # nobody chose: the first analysed (else counted) cells
+        chosen = [e for e in entries if e.reviewed and not e.not_analysable] or [e for e in entries if not e.not_analysable]
+        for e in chosen[:in_report]:
+            e.in_report = True
     case_id = case_id or (Path(paths[0]).name if len(paths) == 1 else images[0].parent.name)
     models = sorted({r.model_id for d in docs for r in d if r.model_id})
-    return Case(CaseSummary(case_id, entries), docs, grays, models)
+    folders = {p for p in map(Path, paths) if p.is_dir()}
+    state = case_state(next(iter(folders))) if len(folders) == 1 else {"signed_off": None, "history": []}
+    return Case(CaseSummary(case_id, entries), docs, grays, models, state)
 
 
 def case_csv(summary: CaseSummary) -> str:
@@ -171,7 +175,15 @@ def write_pdf(case: Case, out: str | Path) -> Path:
         y = min(y, 0.2)
         fig.text(0.07, y, "Reviewed by: " + (", ".join(reviewers) or "nobody yet (software suggestions only)"), fontsize=10)
         fig.text(0.07, y - 0.026, f"Last confirmation: {last[:19].replace('T', ' ') + ' UTC' if last else '—'}", fontsize=10)
-        fig.text(0.07, y - 0.052, "Sign-off: ______________________________    date: ______________", fontsize=10)
+        signed = case.state.get("signed_off")
+        fig.text(0.07, y - 0.052, f"Signed off by {signed['by']} at {signed['at'][:19].replace('T', ' ')} UTC" if signed
+                 else "Sign-off: ______________________________    date: ______________", fontsize=10,
+                 weight="bold" if signed else "normal")
+        reopened = [h for h in case.state.get("history", []) if h.get("action") == "reopen"]
+        if reopened:
+            fig.text(0.07, y - 0.072, "Reopened: " + "; ".join(f"{h['by']} {h['at'][:16].replace('T', ' ')}"
+                                                            + (f" ({h['reason']})" if h.get("reason") else "")
+                                                            for h in reopened[-3:]), fontsize=8)
         fig.text(0.07, y - 0.09, f"Generated {time.strftime('%Y-%m-%d %H:%M %Z')} by ChromoDesk {__version__}; "
                  f"model {', '.join(case.models) or '—'}", fontsize=7.5, color="#555555")
         _page(fig, 1, total, summary.case_id)

@@ -15,12 +15,15 @@ the normal line last; 46,XX beside 46,XY is a chimera, ``chi 46,XX[15]/46,XY[5]`
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .document import Karyotype
+from .atomic import atomic_write_text
+from .document import Karyotype, now_iso
+from .errors import InputError
 from .karyotype import iscn_string
 
 # standard practice (e.g. ACMG / ACC guidelines for constitutional studies)
@@ -43,12 +46,13 @@ class CellEntry:
     last_confirmed: str = ""
 
     @classmethod
-    def from_doc(cls, doc: Karyotype, in_report: bool = False) -> "CellEntry":
+    def from_doc(cls, doc: Karyotype, in_report: bool | None = None) -> "CellEntry":
         chromosomes = doc.chromosomes()
         confirmed = [r for r in chromosomes if r.confirmed]
         return cls(image=Path(doc.image_path).name, count=len(chromosomes), iscn=iscn_string(doc.counts()),
                    reviewed=bool(chromosomes) and len(confirmed) == len(chromosomes), confirmed=len(confirmed),
-                   not_analysable=doc.not_analysable, comment=doc.comment, in_report=in_report,
+                   not_analysable=doc.not_analysable, comment=doc.comment,
+                   in_report=doc.in_report if in_report is None else in_report,
                    reviewers=tuple(sorted({r.confirmed_by for r in confirmed if r.confirmed_by})),
                    last_confirmed=max((r.confirmed_at or "" for r in confirmed), default=""))
 
@@ -153,3 +157,48 @@ class CaseSummary:
                 "warnings": self.warnings(),
             },
         }
+
+
+# -- sign-off ---------------------------------------------------------------------------------
+CASE_FILE = ".chromodesk-case.json"
+
+
+def case_file(folder: str | Path) -> Path:
+    return Path(folder) / CASE_FILE
+
+
+def case_state(folder: str | Path) -> dict:
+    """``{"signed_off": {"by", "at"} | None, "history": [{"action", "by", "at", "reason"}]}``."""
+    path = case_file(folder)
+    if not path.is_file():
+        return {"signed_off": None, "history": []}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(path, f"case file is damaged ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("history", []), list):
+        raise InputError(path, "not a ChromoDesk case file")
+    signed = data.get("signed_off")
+    if signed is not None and not (isinstance(signed, dict) and isinstance(signed.get("by"), str)):
+        raise InputError(path, "case file: signed_off must name who signed")
+    return {"signed_off": signed, "history": data.get("history", [])}
+
+
+def _record(folder: str | Path, action: str, reviewer: str, reason: str = "") -> dict:
+    if not reviewer.strip():
+        raise ValueError("a sign-off or reopening needs the reviewer's name")
+    state = case_state(folder)
+    entry = {"action": action, "by": reviewer.strip(), "at": now_iso(), "reason": reason}
+    state["history"].append(entry)
+    state["signed_off"] = {"by": entry["by"], "at": entry["at"]} if action == "sign-off" else None
+    atomic_write_text(case_file(folder), json.dumps(state, indent=1, ensure_ascii=False) + "\n")
+    return state
+
+
+def sign_off(folder: str | Path, reviewer: str) -> dict:
+    """Lock the case: edits afterwards need an explicit reopening, which is recorded."""
+    return _record(folder, "sign-off", reviewer)
+
+
+def reopen(folder: str | Path, reviewer: str, reason: str = "") -> dict:
+    return _record(folder, "reopen", reviewer, reason)

@@ -142,6 +142,7 @@ class Karyotype:
     revision: int = 0
     not_analysable: bool = False  # the technician's mark: this spread cannot be karyotyped
     comment: str = ""  # the technician's note on the cell
+    in_report: bool = False  # its karyogram goes into the case report
     _listeners: list[Listener] = field(default_factory=list, repr=False, compare=False)
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1), repr=False, compare=False)
 
@@ -256,8 +257,10 @@ class Karyotype:
                 setattr(record, name, value)
         self._emit("prediction")
 
-    def set_cell_note(self, not_analysable: bool, comment: str) -> None:
+    def set_cell_note(self, not_analysable: bool, comment: str, in_report: bool | None = None) -> None:
         self.not_analysable, self.comment = bool(not_analysable), str(comment)
+        if in_report is not None:
+            self.in_report = bool(in_report)
         self._emit("cell")
 
     def restore(self, record: ChromosomeRecord) -> None:

@@ -55,7 +55,7 @@ def session_to_dict(doc: Karyotype) -> dict[str, Any]:
         "image": {"path": doc.image_path, "sha256": doc.image_sha256, "width": doc.width, "height": doc.height},
         "annotation_path": doc.annotation_path,
         "warnings": list(doc.warnings),
-        "cell": {"not_analysable": doc.not_analysable, "comment": doc.comment},
+        "cell": {"not_analysable": doc.not_analysable, "comment": doc.comment, "in_report": doc.in_report},
         "records": records,
     }
 
@@ -102,9 +102,11 @@ def load_session(path: str | Path, expected_sha256: str | None = None) -> Karyot
     )
     note = data.get("cell", {"not_analysable": False, "comment": ""})  # absent in older sessions
     note = reader.obj(note, "cell")
-    if not isinstance(note.get("not_analysable", False), bool):
-        raise reader.fail("cell.not_analysable", "expected true or false")
+    for key in ("not_analysable", "in_report"):
+        if not isinstance(note.get(key, False), bool):
+            raise reader.fail(f"cell.{key}", "expected true or false")
     doc.not_analysable = note.get("not_analysable", False)
+    doc.in_report = note.get("in_report", False)
     doc.comment = reader.text(note.get("comment", ""), "cell.comment", optional=False)
     for index, item in enumerate(reader.items(data.get("records"), "records"), start=1):
         where = f"record {index}"

@@ -199,6 +199,23 @@ def open_cell_job(image_path: str, session_path: str | None, *, progress, is_can
     return OpenResult(doc, image.gray, source, Path(session_path) if session_path else None, False, notes)
 
 
+def classify_case_job(images: tuple[Path, ...], classifier, *, progress, is_cancelled) -> int:
+    """Open, classify, assign and save a session for each image (the cells not yet reviewed)."""
+    from chromodesk.core.session import default_session_path, save_session
+    from chromodesk.pipeline import classify_document, open_cell
+
+    done = 0
+    for i, image in enumerate(images):
+        if is_cancelled():
+            break
+        progress(i, len(images), f"Classifying the case: {Path(image).name}")
+        doc, loaded, _ = open_cell(image)
+        classify_document(doc, loaded.gray, classifier)
+        save_session(doc, default_session_path(image))
+        done += 1
+    return done
+
+
 def detect_job(gray: np.ndarray, *, progress, is_cancelled) -> tuple[list[Box], str]:
     """Boxes for the whole image: the learned detector (or the classical one without a bundle)."""
     from chromodesk.pipeline import find_boxes

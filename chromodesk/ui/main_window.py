@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
 
 from chromodesk.core.imaging import SUPPORTED_SUFFIXES
 
-from .case import CaseList
+from .case import CasePanel
 from .coalesce import NextTurn
 from .dialogs import ExportDialog, PreferencesDialog
 from .errors import log_dir, show_error
@@ -54,6 +54,7 @@ class MainWindow(QMainWindow):
         self.headless = headless  # errors are collected instead of shown (screenshot mode)
         self.errors: list[str] = []
         self._update_review_soon = NextTurn(self, self._update_review)
+        self._refresh_case_soon = NextTurn(self, self._refresh_case)
         self.prefs = prefs or Preferences()
         self.workspace = ws = Workspace(self.prefs, classifier_factory, self)
         ws.autosave = autosave
@@ -66,7 +67,8 @@ class MainWindow(QMainWindow):
         self.central.addWidget(self.image_view)
         self.setCentralWidget(self.central)
         self.table = ChromosomeTable()
-        self.case_list = CaseList()
+        self.case_panel = CasePanel()
+        self.case_list = self.case_panel.list
         self.karyogram = KaryogramView()
         self.counts = CountsPanel()
         self.palette = LabelPalette()
@@ -77,7 +79,7 @@ class MainWindow(QMainWindow):
         kl.addWidget(self.counts)
         kl.addWidget(self.karyogram, 1)
         self.table_dock = self._dock("Chromosomes", self.table, Qt.DockWidgetArea.LeftDockWidgetArea)
-        self.case_dock = self._dock("Case", self.case_list, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.case_dock = self._dock("Case", self.case_panel, Qt.DockWidgetArea.LeftDockWidgetArea)
         self.karyogram_dock = self._dock("Karyogram", karyogram_box, Qt.DockWidgetArea.RightDockWidgetArea)
         self.palette_dock = self._dock("Label", self.palette, Qt.DockWidgetArea.RightDockWidgetArea)
         self.splitDockWidget(self.karyogram_dock, self.palette_dock, Qt.Orientation.Vertical)
@@ -138,6 +140,11 @@ class MainWindow(QMainWindow):
         self.keys.escapePressed.connect(lambda: self.image_view.set_draw_mode(False))
         self.image_view.drawModeChanged.connect(self.draw_action.setChecked)
         self.case_list.openRequested.connect(ws.open_image)
+        self.case_list.inReportChanged.connect(ws.set_in_report)
+        self.case_panel.classifyAllClicked.connect(ws.classify_case)
+        self.case_panel.signOffClicked.connect(self.sign_off_dialog)
+        self.case_panel.reopenClicked.connect(self.reopen_dialog)
+        ws.caseStateChanged.connect(self._refresh_case)
         self.start_panel.openImageClicked.connect(self.open_dialog)
         self.start_panel.openFolderClicked.connect(self.open_folder_dialog)
         self.start_panel.recentChosen.connect(ws.open_path)
@@ -308,15 +315,46 @@ class MainWindow(QMainWindow):
         self.not_analysable_action.setChecked(cell.doc.not_analysable)
         self.not_analysable_action.blockSignals(False)
 
+    def _case_state(self) -> dict | None:
+        from chromodesk.core.case import case_state
+
+        folder = self.workspace.case_folder
+        try:
+            return case_state(folder) if folder is not None else None
+        except Exception as exc:  # noqa: BLE001 - a damaged case file: say so, keep reviewing
+            self.statusBar().showMessage(str(exc), 15000)
+            return None
+
     def _case_changed(self, images) -> None:
-        self.case_list.set_case(images)
+        self.case_panel.set_case(images, self._case_state())
         self.case_dock.show()
+
+    def _refresh_case(self) -> None:
+        self.case_panel.refresh(self._case_state())
+
+    def sign_off_dialog(self) -> None:
+        cell = self.workspace.cell
+        unreviewed = len(cell.doc.unreviewed()) if cell is not None else 0
+        answer = QMessageBox.question(self, "Sign off the case", (
+            f"Sign off this case as {self.prefs.reviewer}?\n\nAfterwards every edit needs Case ▸ Reopen, which is "
+            "recorded." + (f"\n\nThe open cell still has {unreviewed} unconfirmed label(s)." if unreviewed else "")))
+        if answer == QMessageBox.StandardButton.Yes:
+            self.workspace.sign_off_case()
+
+    def reopen_dialog(self) -> None:
+        from PySide6.QtWidgets import QInputDialog
+
+        reason, ok = QInputDialog.getText(self, "Reopen the case", "Why is the signed-off case reopened? (recorded)")
+        if ok:
+            self.workspace.reopen_case(reason.strip())
 
     def _saved(self, path) -> None:
         cell = self.workspace.cell
         if cell is not None:
             self.case_list.update_status(cell.image_path, "not analysable" if cell.doc.not_analysable else
                                          (sum(1 for r in cell.doc if r.confirmed), len(cell.doc)))
+            if cell.image_path in self.workspace.case:
+                self._refresh_case_soon()
 
     def _model_changed(self, classifier, text: str) -> None:
         if classifier is None:

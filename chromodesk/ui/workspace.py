@@ -106,6 +106,7 @@ class Workspace(QObject):
     saved = Signal(object)  # Path
     message = Signal(str)  # for the status bar
     relabelled = Signal(object)  # ids of unconfirmed chromosomes that an edit's reassignment moved
+    caseStateChanged = Signal()  # sign-off, reopening, cells classified in the background
     error = Signal(str, str)  # summary, details -> one dialog
 
     def __init__(self, prefs: Preferences, classifier_factory: Callable[[], object] | None = None,
@@ -120,6 +121,7 @@ class Workspace(QObject):
         self.undo_group = QUndoGroup(self)
         self.cell: Cell | None = None
         self.case: list[Path] = []
+        self.case_folder: Path | None = None
         self._open_job: jobs.Job | None = None
         self._classify_job: jobs.Job | None = None
         self._classify_again = False
@@ -192,6 +194,7 @@ class Workspace(QObject):
             self.error.emit(f"{folder}: no images ({', '.join(SUPPORTED_SUFFIXES)}) in this folder", "")
             return
         self.case = images
+        self.case_folder = Path(folder)
         self.caseChanged.emit(images)
         self.open_image(images[0])
 
@@ -429,9 +432,74 @@ class Workspace(QObject):
             self._render_timer.start()
 
     # -- edits (each one undo step) -------------------------------------------------------------------------
-    def _push(self, command) -> None:
-        if self.cell is not None and command is not None:
-            self.cell.undo.push(command)
+    # -- the case: sign-off, every cell classified ---------------------------------------------------
+    def case_signed_off(self) -> dict | None:
+        """Who signed the open case off and when, when the open cell belongs to a signed case."""
+        if self.case_folder is None or self.cell is None or self.cell.image_path not in self.case:
+            return None
+        from chromodesk.core.case import case_state
+
+        try:
+            return case_state(self.case_folder)["signed_off"]
+        except Exception:  # noqa: BLE001 - a damaged case file must not block the review; it is shown on sign-off
+            return None
+
+    def sign_off_case(self) -> None:
+        from chromodesk.core.case import sign_off
+
+        if self.case_folder is not None:
+            self.flush()
+            sign_off(self.case_folder, self.prefs.reviewer)
+            self.caseStateChanged.emit()
+            self.message.emit(f"Case signed off by {self.prefs.reviewer}: edits now need Case ▸ Reopen")
+
+    def reopen_case(self, reason: str = "") -> None:
+        from chromodesk.core.case import reopen
+
+        if self.case_folder is not None:
+            reopen(self.case_folder, self.prefs.reviewer, reason)
+            self.caseStateChanged.emit()
+            self.message.emit(f"Case reopened by {self.prefs.reviewer} (recorded)")
+
+    def set_in_report(self, image: Path, on: bool) -> None:
+        """Whether a cell's karyogram goes into the case report (stored in its session)."""
+        if self.cell is not None and self.cell.image_path == Path(image):
+            self._push(commands.SetCellNote(self.cell.doc, self.cell.doc.not_analysable, self.cell.doc.comment, on))
+            return
+        from chromodesk.core.session import load_session, save_session
+
+        session = session_path_for(image)
+        if session is not None and session.is_file():
+            doc = load_session(session)
+            doc.in_report = on
+            save_session(doc, session)
+
+    def classify_case(self) -> None:
+        """Every cell of the case that has no review session yet: detect if needed, classify, assign
+        and save a session, in the background (the case summary then counts every cell)."""
+        if not self.case or self.classifier is None:
+            self.message.emit("Open a folder as a case, with a model loaded, first")
+            return
+        open_now = self.cell.image_path if self.cell is not None else None
+        todo = [p for p in self.case if p != open_now and not _has_session(p)]
+        job = jobs.Job("classify case", jobs.classify_case_job, tuple(todo), self.classifier)
+        job.signals.progress.connect(self._job_progress)
+        job.signals.done.connect(lambda n: (self.caseStateChanged.emit(),
+                                            self.message.emit(f"{n} more cell(s) of the case classified and saved")))
+        job.signals.failed.connect(lambda m, d: self.error.emit(f"Classifying the case failed: {m}", d))
+        job.signals.finished.connect(self._job_finished)
+        self.runner.start(job)
+
+    def _push(self, command) -> bool:
+        if self.cell is None or command is None:
+            return False
+        signed = self.case_signed_off()
+        if signed is not None:
+            self.message.emit(f"The case was signed off by {signed['by']} ({signed['at'][:16].replace('T', ' ')} UTC): "
+                              "Case ▸ Reopen case to change it (the reopening is recorded)")
+            return False
+        self.cell.undo.push(command)
+        return True
 
     def set_label(self, record_id: str, label: str) -> None:
         cell = self.cell
@@ -518,7 +586,8 @@ class Workspace(QObject):
         if box.width < MIN_BOX_SIDE or box.height < MIN_BOX_SIDE:
             return None
         command = commands.AddBox(cell.doc, box)
-        self._push(command)
+        if not self._push(command):
+            return None
         cell.select(command.record_id)
         return command.record_id
 
@@ -531,7 +600,8 @@ class Workspace(QObject):
             # nothing changed (or a collapsed box): views re-show the document's box
             cell.changed.emit(Event("box", record_id))
             return
-        self._push(commands.MoveBox(cell.doc, record_id, box))
+        if not self._push(commands.MoveBox(cell.doc, record_id, box)):
+            cell.changed.emit(Event("box", record_id))  # refused: the view shows the document's box again
 
     def delete_selected(self) -> None:
         cell = self.cell
@@ -588,6 +658,11 @@ class Workspace(QObject):
         self.flush()
         self._render_timer.stop()
         self.runner.shutdown()
+
+
+def _has_session(image: Path) -> bool:
+    path = session_path_for(image)
+    return path is not None and path.is_file()
 
 
 def device_name(classifier) -> str:

@@ -55,3 +55,28 @@ def test_summary_counts_and_the_standard_numbers():
 
 def test_case_iscn_of_nothing_is_empty():
     assert case_iscn([]) == "" and CaseSummary("c").iscn() == ""
+
+
+def test_sign_off_locks_and_reopening_is_recorded(tmp_path):
+    from chromodesk.core.case import case_state, reopen, sign_off
+
+    assert case_state(tmp_path) == {"signed_off": None, "history": []}
+    state = sign_off(tmp_path, "Dr. A")
+    assert state["signed_off"]["by"] == "Dr. A"
+    state = reopen(tmp_path, "Dr. B", "late correction of cell 3")
+    assert state["signed_off"] is None
+    back = case_state(tmp_path)
+    assert [(h["action"], h["by"]) for h in back["history"]] == [("sign-off", "Dr. A"), ("reopen", "Dr. B")]
+    assert back["history"][1]["reason"] == "late correction of cell 3"
+    with pytest.raises(ValueError):
+        sign_off(tmp_path, "  ")
+
+
+def test_a_damaged_case_file_is_refused_naming_it(tmp_path):
+    from chromodesk.core.case import CASE_FILE, case_state
+    from chromodesk.core.errors import InputError
+
+    (tmp_path / CASE_FILE).write_text("{broken")
+    with pytest.raises(InputError, match="case file is damaged") as err:
+        case_state(tmp_path)
+    assert CASE_FILE in str(err.value)

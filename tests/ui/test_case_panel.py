@@ -1,0 +1,59 @@
+"""The case panel: every cell classified in the background, the case karyotype, cells chosen for
+the report, and sign-off that locks the case until a recorded reopening."""
+
+from __future__ import annotations
+
+import shutil
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QInputDialog, QMessageBox
+
+from chromodesk.core.case import case_state
+from chromodesk.core.session import default_session_path, load_session
+
+
+def _open_case(qtbot, window, cell_files, n=3):
+    image, xml = cell_files
+    for k in range(1, n):
+        shutil.copy(image, image.with_name(f"103082{chr(97 + k)}.jpg"))
+        shutil.copy(xml, xml.with_name(f"103082{chr(97 + k)}.xml"))
+    ws = window.workspace
+    with qtbot.waitSignal(ws.classified, timeout=30000):
+        ws.open_folder(image.parents[1])
+    qtbot.waitUntil(ws.is_settled, timeout=30000)
+    return ws, image.parents[1]
+
+
+def test_classify_all_cells_then_the_case_karyotype(qtbot, window, cell_files):
+    ws, folder = _open_case(qtbot, window, cell_files)
+    panel = window.case_panel
+    with qtbot.waitSignal(ws.caseStateChanged, timeout=60000):
+        ws.classify_case()
+    for image in ws.case:
+        assert default_session_path(image).is_file()
+    qtbot.waitUntil(lambda: "46,XX" in panel.header.text() and "3 counted" in panel.header.text(), timeout=10000)
+    assert "46, 46,XX" in panel.list.item(1).text()
+    # tick a cell for the report: stored in its session
+    item = panel.list.item(2)
+    item.setCheckState(Qt.CheckState.Checked)
+    assert load_session(default_session_path(ws.case[2])).in_report
+
+
+def test_sign_off_locks_the_case_until_a_recorded_reopening(qtbot, window, cell_files, monkeypatch):
+    ws, folder = _open_case(qtbot, window, cell_files, n=2)
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
+    window.case_panel.sign_button.click()
+    assert case_state(folder)["signed_off"]["by"] == "tester"
+    qtbot.waitUntil(lambda: "Signed off by tester" in window.case_panel.header.text(), timeout=5000)
+    rid = next(iter(ws.cell.doc.records))
+    before = ws.cell.doc.get(rid).final
+    ws.set_label(rid, "7")
+    assert ws.cell.doc.get(rid).final == before  # refused
+    assert "signed off" in window.statusBar().currentMessage()
+    monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: ("cell 2 relabelled after review", True))
+    window.case_panel.sign_button.click()  # now reads "Reopen…"
+    state = case_state(folder)
+    assert state["signed_off"] is None and state["history"][-1]["action"] == "reopen"
+    assert state["history"][-1]["reason"] == "cell 2 relabelled after review"
+    ws.set_label(rid, "7")
+    assert ws.cell.doc.get(rid).final == "7"
