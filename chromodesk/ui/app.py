@@ -150,10 +150,15 @@ def main(argv=None) -> int:
         return 0
     window = MainWindow(prefs)
     install_excepthook(lambda: window)
+    small = False
     if not window.restore_layout():
         screen = app.primaryScreen().availableGeometry()  # a sensible first size: most of the screen
-        window.resize(min(1600, screen.width() * 9 // 10), min(1000, screen.height() * 9 // 10))
-    window.show()
+        small = screen.width() < 1280 or screen.height() < 800
+        if small:  # a laptop or an old lab monitor: all of it
+            window.setGeometry(screen)
+        else:
+            window.resize(min(1600, screen.width() * 9 // 10), min(1000, screen.height() * 9 // 10))
+    window.showMaximized() if small else window.show()
     if log_file is not None:
         log.info("started; log file %s", log_file)
     if args.path:
