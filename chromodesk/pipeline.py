@@ -34,7 +34,7 @@ class AnalysisResult:
     doc: Karyotype
     image: LoadedImage
     cell: CellAnalysis | None = None
-    boxes_source: str = "annotations"  # annotations | detected | drawn
+    boxes_source: str = "annotations"  # annotations | detected (each box also has its own origin, drawn included)
 
     def to_json(self) -> dict:
         chromosomes = []
