@@ -93,6 +93,20 @@ def cmd_bench(args) -> int:
     return bench_main(args)
 
 
+def version_text() -> str:
+    """App and bundled model versions, read from the bundles' JSON (no torch needed)."""
+    from chromodesk import __version__
+
+    models = Path(__file__).resolve().parents[1] / "models"
+    parts = [f"ChromoDesk {__version__}"]
+    for name, what in (("chromodesk-resnet18.json", "classifier"), ("chromodesk-detector.json", "detector")):
+        try:
+            parts.append(f"{what} {json.loads((models / name).read_text())['model_id']}")
+        except (OSError, ValueError, KeyError, TypeError):
+            parts.append(f"{what}: not installed")
+    return "; ".join(parts)
+
+
 def cmd_report(args) -> int:
     from chromodesk.report import main as report_main
 
@@ -139,6 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] in (["--version"], ["-V"]):
+        print(version_text())
+        return EXIT_OK
     if not argv or (argv[0] not in ("analyze", "bench", "report", "-h", "--help")):
         from chromodesk.ui.app import main as gui_main  # the desktop app
 

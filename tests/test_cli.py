@@ -161,3 +161,9 @@ def test_report_of_a_missing_folder_is_one_line(tmp_path, capsys):
     assert main(["report", str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "nowhere" in err[0]
+
+
+def test_version_names_the_app_and_the_bundled_models(capsys):
+    assert main(["--version"]) == 0
+    out = capsys.readouterr().out.strip()
+    assert out.startswith("ChromoDesk ") and "classifier " in out and "detector" in out

@@ -274,6 +274,7 @@ class MainWindow(QMainWindow):
 
         help_ = m.addMenu("&Help")
         help_.addAction(self._action("&Keyboard", self.keyboard_help, QKeySequence.StandardKey.HelpContents))
+        help_.addAction(self._action("&About ChromoDesk", self.about))
         help_.addAction(self._action("Open &log folder", lambda: QDesktopServices.openUrl(
             QUrl.fromLocalFile(str(log_dir())))))
 
@@ -460,6 +461,12 @@ class MainWindow(QMainWindow):
             ("B", "draw one box (hold Shift to draw more; Esc stops)"), ("F", "fit the image"),
             ("Ctrl+D", "detect the chromosomes again"), ("Ctrl+Z / Ctrl+Shift+Z", "undo / redo"),
             ("Ctrl+PgDown / Ctrl+PgUp", "next / previous cell of the case"))
+
+    def about(self) -> None:
+        from chromodesk.cli import version_text
+
+        QMessageBox.about(self, "About ChromoDesk", version_text().replace("; ", "\n")
+                          + "\n\nKaryotyping: detect, classify and review the chromosomes of a metaphase.")
 
     def comment_dialog(self) -> None:
         from PySide6.QtWidgets import QInputDialog
