@@ -312,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--out", required=True, help="the new bundle (NAME.json; weights, split and report beside it)")
     r.add_argument("--detector", default=None, help="detector bundle whose false positives become negatives too")
     r.add_argument("--hidden", type=int, default=64)
-    r.add_argument("--epochs", type=int, default=300)
+    r.add_argument("--epochs", type=int, default=100)
     r.add_argument("--max-positive-reject", type=float, default=0.002,
                    help="share of real validation chromosomes the threshold may reject")
     r.add_argument("--max-train-images", type=int, default=400)
