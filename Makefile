@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-all venv app bench evaluate clean
+.PHONY: run test test-all venv app bench evaluate evaluate-detect clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,9 @@ bench: $(STAMP)
 evaluate: $(STAMP)
 	$(VENV)/bin/chromodesk-train evaluate --data ../shared/datasets/tseng2023-gband-metaphases \
 	  ../shared/datasets/gband-karyogram-chromosomes ../shared/datasets/bioimlab-qband-chromosomes --json out/evaluate.json
+
+evaluate-detect: $(STAMP)
+	$(VENV)/bin/chromodesk-train evaluate-detect --data ../shared/datasets/tseng2023-gband-metaphases --json out/evaluate-detect.json
 
 clean:
 	rm -rf $(VENV) out .pytest_cache
