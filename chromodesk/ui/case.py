@@ -15,16 +15,9 @@ from .workspace import session_path_for
 PATH_ROLE = Qt.ItemDataRole.UserRole + 1
 
 
-def review_status(image_path: Path) -> tuple[int, int] | str | None:
-    """(confirmed, total) from the saved session, "not analysable", or None if never opened."""
-    path = session_path_for(image_path)
-    if path is None or not path.is_file():
-        return None
-    try:
-        from chromodesk.core.session import load_session
-
-        doc = load_session(path)
-    except Exception:  # noqa: BLE001 - a list entry must not fail on a damaged session
+def cell_status(doc) -> tuple[int, int] | str | None:
+    """(confirmed, total), "not analysable", or None for a cell never opened (no document)."""
+    if doc is None:
         return None
     if doc.not_analysable:
         return "not analysable"
@@ -84,24 +77,24 @@ class CaseList(QListWidget):
             item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
             item.setToolTip("Tick: this cell's karyogram goes into the case report")
             self.addItem(item)
-            self._show(item, review_status(path))
+            self._show(item, load_doc(path))
         self._filling = False
 
-    def _show(self, item: QListWidgetItem, status) -> None:
+    def _show(self, item: QListWidgetItem, doc) -> None:
+        """One cell's line from its document (the saved session, or the open cell's live one)."""
         self._filling, was = True, self._filling
-        text, colour = status_text(status)
-        doc = load_doc(item.data(PATH_ROLE))
+        text, colour = status_text(cell_status(doc))
         detail = f"{len(doc.chromosomes())}, {iscn_of(doc)}  ·  " if doc is not None and doc.records else ""
         item.setText(f"{item.data(PATH_ROLE).name}  —  {detail}{text}")
         item.setForeground(colour)
         item.setCheckState(Qt.CheckState.Checked if doc is not None and doc.in_report else Qt.CheckState.Unchecked)
         self._filling = was
 
-    def update_status(self, image_path: Path, status: tuple[int, int] | str) -> None:
+    def update_status(self, image_path: Path, doc) -> None:
         for i in range(self.count()):
             item = self.item(i)
             if Path(item.data(PATH_ROLE)) == Path(image_path):
-                self._show(item, status)
+                self._show(item, doc)
 
     def show_current(self, image_path: Path | None) -> None:
         for i in range(self.count()):
@@ -171,5 +164,5 @@ class CasePanel(QWidget):
                          f"{self.signed['at'][:16].replace('T', ' ')} UTC</b>")
         self.header.setText("<br>".join(parts))
         self.sign_button.setText("Reopen…" if self.signed else "Sign off…")
-        for i in range(self.list.count()):
-            self.list._show(self.list.item(i), review_status(self.list.item(i).data(PATH_ROLE)))
+        for i, doc in enumerate(docs):  # each session read once per refresh
+            self.list._show(self.list.item(i), doc)

@@ -352,8 +352,7 @@ class MainWindow(QMainWindow):
     def _saved(self, path) -> None:
         cell = self.workspace.cell
         if cell is not None:
-            self.case_list.update_status(cell.image_path, "not analysable" if cell.doc.not_analysable else
-                                         (sum(1 for r in cell.doc if r.confirmed), len(cell.doc)))
+            self.case_list.update_status(cell.image_path, cell.doc)
             if cell.image_path in self.workspace.case:
                 self._refresh_case_soon()
 
