@@ -29,7 +29,10 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input-size", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--time-budget", type=float, default=0.0, help="minutes; stop and export after this long")
+    p.add_argument("--time-budget", type=float, default=0.0,
+                   help="minutes of training (evaluation not counted); stop and export after this long")
+    p.add_argument("--epoch-crops", type=int, default=0,
+                   help="crops per epoch, drawn afresh each epoch (0 = the whole training split): shorter epochs, more curve points")
     p.add_argument("--max-train", type=int, default=0, help="cap on training crops (quick experiments)")
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--init", default="", metavar="BUNDLE",
@@ -48,7 +51,7 @@ def _configs(args):
     cfg = TrainConfig(arch=args.arch, optimizer=args.optimizer, lr=args.lr, batch_size=args.batch_size,
                       weight_decay=args.weight_decay, epochs=args.epochs, schedule=args.schedule,
                       patience=args.patience, label_smoothing=args.label_smoothing, seed=args.seed,
-                      threads=args.threads, time_budget_min=args.time_budget, max_train=args.max_train,
+                      threads=args.threads, time_budget_min=args.time_budget, epoch_crops=args.epoch_crops, max_train=args.max_train,
                       augment=AugmentConfig(enabled=not args.no_augment),
                       eval_test_each_epoch=not args.no_test_curve, init_from=args.init)
     return pre, cfg

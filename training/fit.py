@@ -42,7 +42,9 @@ class TrainConfig:
     label_smoothing: float = 0.0
     seed: int = 0
     threads: int = 0  # 0 = torch default
-    time_budget_min: float = 0.0  # stop (as if early-stopped) after this many minutes; 0 = none
+    time_budget_min: float = 0.0  # stop (as if early-stopped) after this many minutes of training; 0 = none
+    test_flip_tta: bool = True  # the final test figures average each crop with its mirror image, as the app does
+    epoch_crops: int = 0  # crops per epoch, drawn afresh each epoch; 0 = the whole training split once
     eval_test_each_epoch: bool = True  # test curve for the report's figures; costs time on long runs
     cpu_bf16: bool = True  # bfloat16 autocast when the CPU supports it natively
     max_train: int = 0  # use at most this many training crops (smoke tests); 0 = all
@@ -75,13 +77,28 @@ def _optimizer(cfg: TrainConfig, params):
 
 
 class Clock:
-    """Training time that survives --resume (a killed run continues its schedule)."""
+    """Training time that survives --resume (a killed run continues its schedule).
+
+    Paused while the model is evaluated and checkpointed, so a time budget buys the same
+    training for every architecture however long its evaluation takes.
+    """
 
     def __init__(self, already: float = 0.0):
         self.offset, self.start = already, time.time()
+        self.paused_at: float | None = None
 
     def elapsed(self) -> float:
-        return self.offset + time.time() - self.start
+        now = self.paused_at if self.paused_at is not None else time.time()
+        return self.offset + now - self.start
+
+    def pause(self) -> None:
+        if self.paused_at is None:
+            self.paused_at = time.time()
+
+    def resume(self) -> None:
+        if self.paused_at is not None:
+            self.start += time.time() - self.paused_at
+            self.paused_at = None
 
 
 def _scheduler(cfg: TrainConfig, opt, steps_per_epoch: int, clock: "Clock"):
@@ -143,7 +160,7 @@ def batches_for_epoch(train: CropSet, cfg: TrainConfig, rng: np.random.Generator
         parts.append(rng.choice(idx, size=n, replace=n > len(idx)) if n != len(idx) else idx)
     order = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
     rng.shuffle(order)
-    return order
+    return order[: cfg.epoch_crops] if cfg.epoch_crops else order
 
 
 @torch.inference_mode()
@@ -236,6 +253,7 @@ def fit(data: CropSet, cfg: TrainConfig, pre: PreprocessConfig, run_dir: str | P
     opt = _optimizer(cfg, net.parameters())
     steps = math.ceil(len(batches_for_epoch(train, cfg, np.random.default_rng(0))) / world / cfg.batch_size)
     clock = Clock()
+    budget_s = cfg.time_budget_min * 60.0
     sched = _scheduler(cfg, opt, steps, clock)
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     history: list[dict] = []
@@ -264,7 +282,10 @@ def fit(data: CropSet, cfg: TrainConfig, pre: PreprocessConfig, run_dir: str | P
             seen, loss_sum, correct, t0 = 0, 0.0, 0, time.time()
             bar = tqdm(range(0, len(order), cfg.batch_size), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
                        disable=quiet or rank != 0, leave=False, mininterval=2.0)
+            clock.resume()
             for s in bar:
+                if budget_s and clock.elapsed() > budget_s:  # the budget can end inside an epoch
+                    break
                 idx = np.sort(order[s : s + cfg.batch_size])
                 x = torch.from_numpy(train.images[idx]).unsqueeze(1).float().div_(255.0)
                 f = torch.from_numpy(train.features[idx])
@@ -286,11 +307,13 @@ def fit(data: CropSet, cfg: TrainConfig, pre: PreprocessConfig, run_dir: str | P
                 correct += int((logits.argmax(1) == y).sum())
                 bar.set_postfix(img_s=f"{seen / max(time.time() - t0, 1e-6):.0f}", loss=f"{loss_sum / seen:.3f}")
             bar.close()
+            clock.pause()
             train_secs = time.time() - t0
             stop = False
             if rank == 0:
                 row = _evaluate_epoch(model, val, test, device, cfg, epoch, seen, loss_sum, correct,
                                       seen * world / max(train_secs, 1e-6), opt.param_groups[0]["lr"])
+                row["crops"], row["train_seconds"] = seen * world, clock.elapsed()
                 history.append(row)
                 if row["val_acc"] > best_val:
                     best_val, stale = row["val_acc"], 0
@@ -306,7 +329,7 @@ def fit(data: CropSet, cfg: TrainConfig, pre: PreprocessConfig, run_dir: str | P
                             "elapsed": clock.elapsed()}, tmp)
                 os.replace(tmp, ckpt)
                 atomic_write_text(run / "history.json", json.dumps(history, indent=1))
-                over_time = bool(cfg.time_budget_min) and clock.elapsed() / 60 > cfg.time_budget_min
+                over_time = bool(budget_s) and clock.elapsed() >= budget_s
                 stop = stale >= cfg.patience or interrupt.flag or over_time
             if world > 1:  # every rank must leave the loop together, or the next all-reduce hangs
                 flag = torch.tensor([int(stop)], device=device)
@@ -328,7 +351,7 @@ def finish_run(model, data: CropSet, split: dict, cfg: TrainConfig, pre: Preproc
     device = next(model.parameters()).device
     test = data.subset(split_index(data, split, "test"))
     t0 = time.time()
-    probs = predict_probs(model, test, device)
+    probs = predict_probs(model, test, device, flip_tta=cfg.test_flip_tta)
     infer_rate = len(test) / max(time.time() - t0, 1e-6)
     metrics = {"test": classification_metrics(probs, test.labels, test.cells) if len(test) else {}}
     for src in sorted(set(test.source.tolist())):
@@ -342,7 +365,7 @@ def finish_run(model, data: CropSet, split: dict, cfg: TrainConfig, pre: Preproc
     summary = {
         "sources": {s: int((data.source == s).sum()) for s in sorted(set(data.source.tolist()))},
         "split": "by case, seeded", "seed": cfg.seed, "epochs_run": len(history), "config": cfg.to_dict(),
-        "train_images_per_s": metrics["train_images_per_s"], "device": str(device), "flip_tta": True,
+        "train_images_per_s": metrics["train_images_per_s"], "device": str(device), "flip_tta": cfg.test_flip_tta,
     }
     short = {src: {k: metrics[src][k] for k in ("n_chromosomes", "n_cells", "accuracy", "cell_accuracy", "macro_auc_ovr")}
              for src in metrics if isinstance(metrics[src], dict) and "accuracy" in metrics[src]}

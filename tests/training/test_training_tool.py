@@ -63,6 +63,23 @@ def test_fit_learns_resumes_and_evaluate_reproduces_its_figures(tiny_crops, tmp_
     assert result["accuracy"] == pytest.approx(metrics["test"]["accuracy"], abs=1e-9)
 
 
+def test_short_epochs_and_a_budget_that_ends_inside_an_epoch(tiny_crops, tmp_path):
+    """Slow machines: --epoch-crops gives a validation point every N crops, and a time
+    budget stops training mid-epoch (then evaluates and exports) instead of overrunning."""
+    short = tmp_path / "short"
+    assert main(["fit", "--data", str(tiny_crops), "--out", str(short), "--epochs", "3", "--epoch-crops", "32", *FAST]) == 0
+    history = json.loads((short / "history.json").read_text())
+    assert [h["crops"] for h in history] == [32, 32, 32]
+    assert history[0]["train_seconds"] < history[1]["train_seconds"] < history[2]["train_seconds"]
+
+    budget = tmp_path / "budget"
+    assert main(["fit", "--data", str(tiny_crops), "--out", str(budget), "--epochs", "50", "--time-budget", "1e-6",
+                 *FAST]) == 0
+    history = json.loads((budget / "history.json").read_text())
+    assert len(history) == 1 and history[0]["crops"] < 24 * 2 * 7  # stopped before one pass over the training cells
+    assert (budget / "model.json").is_file()
+
+
 def test_bad_data_folder_is_one_line_error(tmp_path, capsys):
     rc = main(["fit", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "r"), *FAST])
     err = capsys.readouterr().err.strip()
