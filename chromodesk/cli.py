@@ -61,6 +61,13 @@ def cmd_analyze(args) -> int:
     except (InputError, RuntimeError) as exc:
         print(f"chromodesk: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if args.out and formats:
+        from chromodesk.core.export import output_folder_problem
+
+        problem = output_folder_problem(Path(args.out))
+        if problem:
+            print(f"chromodesk: {InputError(args.out, problem)}", file=sys.stderr)
+            return EXIT_USAGE
     status = EXIT_OK
     for image in args.images:
         try:
@@ -72,6 +79,12 @@ def cmd_analyze(args) -> int:
                                      iscn=result.cell.iscn if result.cell else None)
         except (InputError, ValueError) as exc:  # ValueError: an export refused (e.g. would overwrite the source XML)
             print(f"chromodesk: {exc}", file=sys.stderr)
+            status = EXIT_SOME_FAILED
+            continue
+        except Exception as exc:  # noqa: BLE001 — whatever one image does, the rest of the batch is analysed
+            detail = (str(exc).splitlines() or [""])[0]
+            print(f"chromodesk: {image}: unexpected {type(exc).__name__} ({detail}); please report it with this file",
+                  file=sys.stderr)
             status = EXIT_SOME_FAILED
             continue
         for warning in result.doc.warnings:

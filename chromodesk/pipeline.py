@@ -113,14 +113,19 @@ def open_cell(image_path: str | Path, annotations: str | Path | None = None, det
         for obj in ann.objects:
             doc.add(obj.box, file_label=obj.label, file_name=obj.name, origin="annotations")
     elif detect:
-        boxes, note = find_boxes(image.gray, detector, device)
+        try:
+            boxes, note = find_boxes(image.gray, detector, device)
+        except InputError as exc:  # the detectors know the pixels, not the file: name it here
+            raise InputError(image_path, exc.problem) from None
         for box in boxes:
             doc.add(box, origin="detected")
         source = "detected"
         doc.warnings.append(f"{Path(image_path).name}: no annotation file; {note}")
     if len(doc) == 0:
-        raise InputError(image_path, "no chromosomes: the annotation file has no usable boxes" if xml else
-                         "no chromosomes found (no annotation file and detection found nothing)")
+        if xml is not None:
+            raise InputError(xml, f"no usable chromosome boxes for {Path(image_path).name} (no objects, or every box "
+                                  "is empty or outside the image)")
+        raise InputError(image_path, "no chromosomes found (no annotation file and detection found nothing)")
     return doc, image, source
 
 

@@ -10,8 +10,8 @@ import tempfile
 from pathlib import Path
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    path = Path(path)
+def _stage(path: Path, data: bytes) -> Path:
+    """``data`` in a synced temp file beside ``path``; the caller renames it over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -20,11 +20,38 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return Path(tmp)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    path = Path(path)
+    tmp = _stage(path, data)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
+
+
+def atomic_write_all(files: dict[Path, bytes]) -> list[Path]:
+    """Several files as one set: every one is written and synced to a temp file first, and
+    only then are they renamed into place. A full disk or any other failure while writing
+    leaves none of them (and the old versions untouched)."""
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for path, data in files.items():
+            staged.append((_stage(Path(path), data), Path(path)))
+    except BaseException:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+        raise
+    for tmp, path in staged:  # renames within one folder: they do not run out of space
+        os.replace(tmp, path)
+    return [path for _, path in staged]
 
 
 def _umask() -> int:

@@ -10,7 +10,8 @@ the same structural change), at least three with the same loss. A single cell wi
 or one or two with a loss (a chromosome lost while the metaphase was spread), is not a line:
 it is listed as non-clonal and warned about, never reported as a finding. Several lines make
 a mosaic, written ``mos 47,XX,+21[6]/46,XX[14]``: abnormal lines first, the largest first,
-the normal line last; 46,XX beside 46,XY is a chimera, ``chi 46,XX[15]/46,XY[5]``.
+the normal line last; 46,XX beside 46,XY is a chimera, ``chi 46,XX[15]/46,XY[5]``, when at
+least two cells show each sex.
 """
 
 from __future__ import annotations
@@ -111,10 +112,16 @@ class CaseSummary:
 
     def lines(self) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
         """(cell lines, non-clonal karyotypes), each as (karyotype, number of cells)."""
-        by_karyotype = Counter(c.iscn for c in self.counted)
-        clonal = [(k, n) for k, n in by_karyotype.most_common() if is_clone(k, n)]
-        other = [(k, n) for k, n in by_karyotype.most_common() if not is_clone(k, n)]
-        return clonal, other
+        ranked = Counter(c.iscn for c in self.counted).most_common()
+        main_normal = next((k for k, _ in ranked if k in NORMAL), None)
+
+        def line(k: str, n: int) -> bool:
+            # the other sex's normal karyotype is a gain of X or Y against the main line: a
+            # chimera's second line needs two cells like any gain (one is a mislabelled sex
+            # chromosome or a stray cell far more often than a chimera)
+            return is_clone(k, n) and (k == main_normal or k not in NORMAL or n >= 2)
+
+        return [(k, n) for k, n in ranked if line(k, n)], [(k, n) for k, n in ranked if not line(k, n)]
 
     def iscn(self) -> str:
         clonal, other = self.lines()

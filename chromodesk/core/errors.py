@@ -11,4 +11,9 @@ class InputError(Exception):
     def __init__(self, path: str | Path | None, problem: str):
         self.path = str(path) if path is not None else None
         self.problem = problem
-        super().__init__(f"{self.path}: {problem}" if self.path else problem)
+        shown = _printable(self.path) if self.path else None  # a newline in a file name must not split the line
+        super().__init__(f"{shown}: {_printable(problem)}" if shown else _printable(problem))
+
+
+def _printable(text: str) -> str:
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)

@@ -20,7 +20,7 @@ from typing import Iterable, Sequence
 import cv2
 import numpy as np
 
-from .atomic import atomic_write_bytes, atomic_write_text
+from .atomic import atomic_write_all, atomic_write_bytes, atomic_write_text
 from .document import Box, ChromosomeRecord, Karyotype
 from .labels import CLASS_INDEX, GROUP_OF, KARYOGRAM_ROWS
 from .preprocess import (
@@ -34,7 +34,8 @@ from .preprocess import (
     rotate_upright,
     tight,
 )
-from .voc import write_voc
+from .errors import InputError
+from .voc import voc_bytes, write_voc
 
 CSV_COLUMNS: tuple[str, ...] = (
     "id", "xmin", "ymin", "xmax", "ymax", "predicted", "confidence", "second", "second_p", "third", "third_p",
@@ -479,15 +480,19 @@ def _legend_layout(width: int, fs: float, swatch: int) -> tuple[list[tuple[int, 
 
 
 # -- files ---------------------------------------------------------------------------------------
-def write_png(rgb: np.ndarray, path: str | Path) -> Path:
+def png_bytes(rgb: np.ndarray) -> bytes:
     rgb = np.asarray(rgb)
     if rgb.dtype != np.uint8 or not (rgb.ndim == 2 or (rgb.ndim == 3 and rgb.shape[2] == 3)):
         raise ValueError(f"expected an RGB (H x W x 3) or grey uint8 image, got {rgb.dtype} {rgb.shape}")
     bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR) if rgb.ndim == 3 else rgb  # cv2 encodes BGR
     ok, buf = cv2.imencode(".png", bgr)
     if not ok:
-        raise ValueError(f"PNG encoding failed for {path}")
-    return atomic_write_bytes(path, buf.tobytes())
+        raise ValueError("PNG encoding failed")
+    return buf.tobytes()
+
+
+def write_png(rgb: np.ndarray, path: str | Path) -> Path:
+    return atomic_write_bytes(path, png_bytes(rgb))
 
 
 def write_karyogram_png(doc: Karyotype, gray: np.ndarray, path: str | Path, iscn: str | None = None,
@@ -523,18 +528,62 @@ def export_all(doc: Karyotype, gray: np.ndarray, out_dir: str | Path,
     if "voc" in formats and doc.annotation_path and _same_file(targets["voc"], Path(doc.annotation_path)):
         raise ValueError(f"exporting VOC to {targets['voc']} would overwrite the source annotation file; "
                          "choose another output folder")
-    written: dict[str, Path] = {}
+    problem = output_folder_problem(Path(out_dir))
+    if problem:
+        raise InputError(out_dir, problem)
+    created = not Path(out_dir).is_dir()
+    folder = output_folder(out_dir)
     for fmt in formats:
-        target = targets[fmt]
+        if targets[fmt].is_dir():
+            raise InputError(targets[fmt], "an export would replace a folder of that name; move it or choose another --out")
+    # everything is rendered first, then written as one set: a failure leaves no partial exports
+    payload: dict[Path, bytes] = {}
+    for fmt in formats:
         if fmt == "csv":
-            written[fmt] = write_csv(doc, target)
+            payload[targets[fmt]] = csv_text(doc).encode("utf-8")
         elif fmt == "karyogram":
-            written[fmt] = write_karyogram_png(doc, gray, target, iscn=iscn, cfg=cfg)
+            payload[targets[fmt]] = png_bytes(render_karyogram(doc, gray, cfg, iscn))
         elif fmt == "annotated":
-            written[fmt] = write_annotated_png(doc, gray, target)
+            payload[targets[fmt]] = png_bytes(render_annotated(doc, gray))
         else:
-            written[fmt] = write_voc(doc, target)
-    return written
+            payload[targets[fmt]] = voc_bytes(doc)
+    try:
+        atomic_write_all(payload)
+    except OSError as exc:
+        if created:
+            _remove_if_empty(folder)
+        raise InputError(folder, f"cannot write the exports ({exc.strerror or exc}); none was written") from None
+    return {fmt: targets[fmt] for fmt in formats}
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:
+        pass
+
+
+def output_folder_problem(out_dir: Path) -> str | None:
+    """Why ``out_dir`` cannot be an output folder (checked without creating anything), or None."""
+    try:
+        if out_dir.exists() and not out_dir.is_dir():
+            return "output path is not a folder (a file is in the way)"
+    except OSError as exc:  # e.g. a name longer than the file system allows
+        return f"unusable output path ({exc.strerror or exc})"
+    return None
+
+
+def output_folder(out_dir: str | Path) -> Path:
+    """``out_dir``, created if needed; an InputError naming it when that cannot be."""
+    out_dir = Path(out_dir)
+    problem = output_folder_problem(out_dir)
+    if problem:
+        raise InputError(out_dir, problem)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(out_dir, f"cannot create the output folder ({exc.strerror or exc})") from None
+    return out_dir
 
 
 def _same_file(a: Path, b: Path) -> bool:

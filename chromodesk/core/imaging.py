@@ -20,9 +20,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .errors import InputError
-
-#: Refuse images above this many pixels (a metaphase is ~1 MP; 100 MP is a slide scan).
-MAX_PIXELS = 100_000_000
+from .limits import MAX_PIXELS  # re-exported: callers import it from here
+from .safe_read import regular_file
 SUPPORTED_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
 
 Image.MAX_IMAGE_PIXELS = None  # we apply our own limit, with our own message
@@ -54,9 +53,7 @@ def file_sha256(path: str | Path) -> str:
 
 def load_gray(path: str | Path, max_pixels: int = MAX_PIXELS) -> LoadedImage:
     """Read ``path`` as uint8 grey. Raises InputError naming the file on any problem."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "file not found" if not path.exists() else "not a file")
+    path = regular_file(path, "image")
     notes: list[str] = []
     try:
         # Pillow's own warnings (e.g. "Corrupt EXIF data" while opening a cut TIFF) are
@@ -73,7 +70,7 @@ def load_gray(path: str | Path, max_pixels: int = MAX_PIXELS) -> LoadedImage:
                     notes.append(f"{path.name}: {im.n_frames} pages, using the first")
                 im.seek(0)
                 im.load()  # strict: raises on truncated data (ImageFile.LOAD_TRUNCATED_IMAGES is False)
-                gray = _to_gray8(im)
+                gray = _to_gray8(im, path)
     except InputError:
         raise
     except UnidentifiedImageError:
@@ -86,6 +83,8 @@ def load_gray(path: str | Path, max_pixels: int = MAX_PIXELS) -> LoadedImage:
         raise InputError(path, f"damaged or truncated image ({exc})") from None
     if gray.size == 0:
         raise InputError(path, "image has no pixels")
+    if int(gray.min()) == int(gray.max()):  # nothing to see; classifying it would answer nonsense
+        raise InputError(path, f"blank image: every pixel has the same grey value ({int(gray[0, 0])})")
     return LoadedImage(str(path), gray, file_sha256(path), notes)
 
 
@@ -105,14 +104,20 @@ def _signature(path: Path) -> str | None:
     return next((kind for magic, kind in _SIGNATURES if head.startswith(magic)), None)
 
 
-def _to_gray8(im: Image.Image) -> np.ndarray:
+def _to_gray8(im: Image.Image, path: Path) -> np.ndarray:
     mode = im.mode
     if mode == "L":
         return np.asarray(im, dtype=np.uint8).copy()
     if mode == "1":
         return np.asarray(im, dtype=np.uint8) * 255
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        return stretch_to_uint8(np.asarray(im))
+        values = np.asarray(im)
+        if mode == "F":
+            bad = int(np.count_nonzero(~np.isfinite(values)))
+            if bad:  # a stretch over NaN/inf gives a black picture that still "analyses"
+                raise InputError(path, f"{bad:,} pixel value(s) are NaN or infinite; export the image again "
+                                       "as 8- or 16-bit")
+        return stretch_to_uint8(values)
     if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in im.info):
         rgba = im.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))

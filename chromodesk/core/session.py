@@ -20,6 +20,8 @@ from .atomic import atomic_write_text
 from .document import Box, Karyotype, now_iso
 from .errors import InputError
 from .labels import CLASSES
+from .limits import MAX_OBJECTS, MAX_SESSION_BYTES
+from .safe_read import read_json
 
 SCHEMA_VERSION = 1
 FORMAT_NAME = "chromodesk-session"
@@ -69,16 +71,7 @@ def save_session(doc: Karyotype, path: str | Path) -> Path:
 def load_session(path: str | Path, expected_sha256: str | None = None) -> Karyotype:
     """Rebuild the document saved in ``path``; ``expected_sha256`` is the hash of the image now open."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "session file not found")
-    try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
-    except UnicodeDecodeError:
-        raise InputError(path, "session file is not UTF-8 text (corrupt?)") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(path, f"corrupt session file (invalid JSON at line {exc.lineno}, column {exc.colno})") from None
-    except OSError as exc:
-        raise InputError(path, f"cannot read session file ({exc.strerror or exc})") from None
+    data = read_json(path, MAX_SESSION_BYTES, "session file")
     if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
         raise InputError(path, "not a ChromoDesk session file")
     version = data.get("schema_version")
@@ -108,7 +101,10 @@ def load_session(path: str | Path, expected_sha256: str | None = None) -> Karyot
     doc.not_analysable = note.get("not_analysable", False)
     doc.in_report = note.get("in_report", False)
     doc.comment = reader.text(note.get("comment", ""), "cell.comment", optional=False)
-    for index, item in enumerate(reader.items(data.get("records"), "records"), start=1):
+    records = reader.items(data.get("records"), "records")
+    if len(records) > MAX_OBJECTS:
+        raise reader.fail("records", f"holds {len(records):,} boxes; a cell has at most {MAX_OBJECTS} (corrupt or crafted)")
+    for index, item in enumerate(records, start=1):
         where = f"record {index}"
         item = reader.obj(item, where)
         rid = reader.text(item.get("id"), f"{where}.id", optional=False)
@@ -122,7 +118,7 @@ def load_session(path: str | Path, expected_sha256: str | None = None) -> Karyot
         if origin not in (None, "annotations", "detected", "drawn"):
             raise reader.fail(f"{rid}.origin", f"unknown box origin {origin!r}")
         fields["origin"] = origin
-        doc.add(reader.box(item.get("box"), f"{rid}.box"), record_id=rid, **fields)
+        doc.add(reader.box(item.get("box"), f"{rid}.box", doc.width, doc.height), record_id=rid, **fields)
     doc.revision = 0  # a freshly loaded document has no unsaved changes
     return doc
 
@@ -163,11 +159,16 @@ class _Reader:
             raise self.fail(where, f"expected a positive whole number, found {value!r}")
         return value
 
-    def box(self, value, where: str) -> Box:
+    def box(self, value, where: str, width: int, height: int) -> Box:
         if (not isinstance(value, list) or len(value) != 4
                 or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
             raise self.fail(where, f"expected [xmin, ymin, xmax, ymax] in whole pixels, found {value!r}")
-        return Box(*value)
+        box = Box(*value)
+        if box.is_empty():
+            raise self.fail(where, f"empty box {value!r} (xmax must exceed xmin, ymax ymin)")
+        if box.xmin < 0 or box.ymin < 0 or box.xmax > width or box.ymax > height:
+            raise self.fail(where, f"box {value!r} lies outside the image ({width}x{height})")
+        return box
 
     def probabilities(self, value, where: str) -> tuple[float, ...] | None:
         if value is None:
@@ -175,6 +176,8 @@ class _Reader:
         if (not isinstance(value, list) or len(value) != len(CLASSES)
                 or not all(isinstance(p, (int, float)) and not isinstance(p, bool) and math.isfinite(p) for p in value)):
             raise self.fail(where, f"expected {len(CLASSES)} finite numbers")
+        if not all(0.0 <= p <= 1.0 for p in value) or abs(sum(value) - 1.0) > 0.01:
+            raise self.fail(where, "expected probabilities (each 0 to 1, summing to 1)")
         return tuple(float(p) for p in value)
 
     def reject_fields(self, item: dict, rid: str) -> dict:

@@ -6,6 +6,8 @@ reading subtracts 1 from xmin/ymin and keeps xmax/ymax, writing does the reverse
 
 from __future__ import annotations
 
+import codecs
+import re
 import xml.etree.ElementTree as ET  # only for *building* XML; parsing goes through defusedxml
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +19,9 @@ from .atomic import atomic_write_bytes
 from .document import Box, Karyotype
 from .errors import InputError
 from .labels import denver_name, normalize_label
+from .limits import MAX_ANNOTATION_BYTES, MAX_OBJECTS
+from .safe_read import read_limited
+
 
 
 @dataclass
@@ -49,15 +54,7 @@ def _int(node, tag: str, path: Path, where: str) -> int:
 def read_voc(path: str | Path, image_size: tuple[int, int] | None = None) -> VocAnnotation:
     """Parse a VOC file. ``image_size`` (width, height) clips boxes to the real image."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "annotation file not found")
-    try:
-        root = SafeET.parse(str(path)).getroot()
-    except ET.ParseError as exc:
-        line, col = getattr(exc, "position", (None, None))
-        raise InputError(path, f"malformed XML at line {line}, column {col}") from None
-    except DefusedXmlException as exc:
-        raise InputError(path, f"refused unsafe XML ({type(exc).__name__})") from None
+    root = _parse(path)
     if root.tag != "annotation":
         raise InputError(path, f"not a Pascal VOC file (root element <{root.tag}>, expected <annotation>)")
 
@@ -74,8 +71,17 @@ def read_voc(path: str | Path, image_size: tuple[int, int] | None = None) -> Voc
                 width = height = None
     ann = VocAnnotation(str(path), (root.findtext("filename") or "").strip() or None, width, height, warnings=notes)
 
-    for index, obj in enumerate(root.iter("object"), start=1):
+    objects = list(root.iter("object"))
+    if len(objects) > MAX_OBJECTS:
+        raise InputError(path, f"has {len(objects):,} objects; a cell has at most {MAX_OBJECTS} chromosome boxes "
+                               "(is this a whole-slide or another tool's file?)")
+    kept: list[tuple[int, Box, str]] = []
+    for index, obj in enumerate(objects, start=1):
         name = (obj.findtext("name") or "").strip()
+        for tag in ("name", "bndbox"):
+            if len(obj.findall(tag)) > 1:
+                ann.warnings.append(f"{path.name}: object {index} has {len(obj.findall(tag))} <{tag}> elements; "
+                                    "the first is used")
         bnd = obj.find("bndbox")
         if bnd is None:
             raise InputError(path, f"object {index} ({name or 'no name'}) has no <bndbox>")
@@ -90,11 +96,58 @@ def read_voc(path: str | Path, image_size: tuple[int, int] | None = None) -> Voc
         if box.is_empty():
             ann.warnings.append(f"{path.name}: object {index} ({name or 'no name'}) has an empty box {raw.as_list()}, skipped")
             continue
+        twin = next((i for i, b, n in kept if b == box and n == name), None)
+        if twin is not None:  # listed twice, a chromosome would read as a trisomy
+            ann.warnings.append(f"{path.name}: object {index} ({name or 'no name'}) repeats object {twin}: the same box "
+                                "and name; ignored (a chromosome listed twice would count twice)")
+            continue
+        near = next((i for i, b, n in kept if n == name and box.iou(b) >= 0.9), None)
+        if near is not None:  # crossing chromosomes can share a box: kept, but the reviewer is told
+            ann.warnings.append(f"{path.name}: object {index} ({name or 'no name'}) has nearly the same box as object "
+                                f"{near} and the same name; both kept: check that it is not listed twice")
+        kept.append((index, box, name))
         label = normalize_label(name)
         if label is None:
             ann.warnings.append(f"{path.name}: object {index} has unknown name {name!r}; kept, flagged for review")
         ann.objects.append(VocObject(name, label, box))
     return ann
+
+
+def _parse(path: Path):
+    """The XML tree, decoded by us (BOM, then the declaration, else UTF-8) so that any encoding
+    Python knows works (expat alone reads only a few) and an unknown one is named."""
+    raw = read_limited(path, MAX_ANNOTATION_BYTES, "annotation file")
+    if not raw.strip():
+        raise InputError(path, "annotation file is empty")
+    encoding = next((enc for bom, enc in _BOMS if raw.startswith(bom)), None)
+    declared = _DECLARATION.match(raw.lstrip(b"\xef\xbb\xbf"))
+    if encoding is None:
+        encoding = declared.group(1).decode("ascii") if declared else "utf-8"
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise InputError(path, f"declares an unknown character encoding {encoding!r}") from None
+    try:
+        text = raw.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise InputError(path, f"is not valid {encoding} text (byte {exc.start}); saved in another encoding?") from None
+    text = _DECLARATION_TEXT.sub("", text.lstrip("\ufeff"), count=1)  # decoded already: drop its encoding claim
+    try:
+        # VOC files never need a DTD: refusing any stops entity expansion and external fetches at once
+        return SafeET.fromstring(text, forbid_dtd=True)
+    except ET.ParseError as exc:
+        line, col = getattr(exc, "position", (None, None))
+        raise InputError(path, f"malformed XML at line {line}, column {col}") from None
+    except DefusedXmlException as exc:
+        raise InputError(path, f"refused unsafe XML ({type(exc).__name__}: DTDs and entities are not allowed)") from None
+    except RecursionError:
+        raise InputError(path, "XML nested too deeply to be an annotation") from None
+
+
+_BOMS = ((b"\x00\x00\xfe\xff", "utf-32-be"), (b"\xff\xfe\x00\x00", "utf-32-le"), (b"\xef\xbb\xbf", "utf-8"),
+         (b"\xfe\xff", "utf-16-be"), (b"\xff\xfe", "utf-16-le"))
+_DECLARATION = re.compile(rb"<\?xml[^>]*?encoding\s*=\s*[\"']([A-Za-z0-9._:-]+)[\"']")
+_DECLARATION_TEXT = re.compile(r"^\s*<\?xml[^>]*\?>")
 
 
 def find_annotation(image_path: str | Path) -> Path | None:

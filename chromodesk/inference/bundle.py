@@ -22,6 +22,8 @@ from safetensors.torch import load_file, save_file
 from chromodesk.core.atomic import atomic_write_text
 from chromodesk.core.errors import InputError
 from chromodesk.core.labels import CLASSES
+from chromodesk.core.limits import MAX_BUNDLE_JSON_BYTES, MAX_WEIGHTS_BYTES, MB
+from chromodesk.core.safe_read import read_json, regular_file
 from chromodesk.core.preprocess import FEATURE_NAMES, PreprocessConfig
 
 from .cell_context import ContextConfig
@@ -65,7 +67,11 @@ class BundleMeta:
 
 
 def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:  # in chunks: the file may be large, memory stays flat
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def bundle_paths(path: str | Path) -> tuple[Path, Path]:
@@ -73,6 +79,9 @@ def bundle_paths(path: str | Path) -> tuple[Path, Path]:
     path = Path(path)
     if path.suffix in (".json", ".safetensors"):
         path = path.with_suffix("")
+    elif path.suffix:  # e.g. evil.pt: say so about the file given, not about an evil.json never asked for
+        raise InputError(path, "not a ChromoDesk model bundle (expected NAME.json with NAME.safetensors beside it; "
+                               "pickled .pt/.pth/.pkl files are never loaded, they can run code)")
     return path.with_suffix(".json"), path.with_suffix(".safetensors")
 
 
@@ -88,12 +97,9 @@ def write_weights(model: torch.nn.Module, weights_path: Path, model_id: str) -> 
 
 def read_json_object(json_path: Path, what: str) -> dict:
     """A bundle's metadata file as a dict, or an InputError naming the file."""
-    if not json_path.is_file():
+    if not json_path.exists() and not json_path.is_symlink():
         raise InputError(json_path, f"{what} bundle not found")
-    try:
-        data = json.loads(json_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(json_path, f"{what} metadata is not valid JSON ({exc})") from None
+    data = read_json(json_path, MAX_BUNDLE_JSON_BYTES, f"{what} metadata")
     if not isinstance(data, dict):
         raise InputError(json_path, f"{what} metadata is not a JSON object")
     return data
@@ -103,8 +109,10 @@ def read_verified_weights(json_path: Path, weights_file: str, sha256: str, what:
     """The tensors of the weights file named in a bundle's metadata (always beside it: a name,
     never a path elsewhere), after its checksum matched."""
     weights_path = json_path.parent / Path(weights_file).name
-    if not weights_path.is_file():
-        raise InputError(weights_path, f"{what} weights file not found")
+    regular_file(weights_path, f"{what} weights file")
+    size = weights_path.stat().st_size
+    if size > MAX_WEIGHTS_BYTES:  # checked before hashing: a crafted file must not cost minutes of reading
+        raise InputError(weights_path, f"weights file is {size / MB:,.0f} MB; the limit is {MAX_WEIGHTS_BYTES / MB:,.0f} MB")
     if _sha256(weights_path) != sha256:
         raise InputError(weights_path, "checksum mismatch: the weights file is damaged or was replaced")
     try:
@@ -144,7 +152,7 @@ def read_meta(path: str | Path) -> BundleMeta:
         )
     except KeyError as exc:
         raise InputError(json_path, f"model metadata lacks the key {exc}") from None
-    except (TypeError, ValueError) as exc:  # e.g. "classes": null, "input_size": "large"
+    except (TypeError, ValueError, AttributeError) as exc:  # e.g. "input_size": "large", "preprocess": [1, 2]
         raise InputError(json_path, f"model metadata has a malformed value ({exc})") from None
 
 

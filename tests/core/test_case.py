@@ -40,6 +40,14 @@ def test_a_single_cell_is_not_a_cell_line():
     assert not is_clone("45,X", 2) and is_clone("47,XXY", 2)
 
 
+def test_one_cell_of_the_other_sex_is_not_a_chimera():
+    summary = CaseSummary("c", cells({"46,XY": 2, "46,XX": 1}))
+    assert summary.iscn() == "46,XY"
+    assert any("46,XX in 1 cell only" in w for w in summary.warnings())
+    assert CaseSummary("c", cells({"46,XY": 2, "46,XX": 2})).iscn() == "chi 46,XX[2]/46,XY[2]"
+    assert CaseSummary("c", cells({"45,X": 3, "46,XY": 1})).iscn() == "mos 45,X[3]/46,XY[1]"
+
+
 def test_summary_counts_and_the_standard_numbers():
     entries = cells({"46,XX": 4, "45,XX,-3": 1}, reviewed=3, in_report=1)
     entries.append(CellEntry("bad.jpg", 38, "38,XX", False, 0, not_analysable=True))

@@ -137,11 +137,14 @@ def test_bmp_grey_and_rgb(tmp_path):
 
 
 def test_multipage_tiff_uses_first_page_and_says_how_many(tmp_path):
-    pages = [Image.fromarray(np.full((8, 10), value, np.uint8)) for value in (10, 200, 100)]
+    arrays = [np.full((8, 10), value, np.uint8) for value in (10, 200, 100)]
+    for a in arrays:
+        a[0, 0] = 0  # not blank
+    pages = [Image.fromarray(a) for a in arrays]
     path = tmp_path / "stack.tif"
     pages[0].save(path, save_all=True, append_images=pages[1:])
     image = load_gray(path)
-    assert np.all(image.gray == 10)
+    assert np.all(image.gray[1:] == 10)
     assert len(image.warnings) == 1
     assert "stack.tif" in image.warnings[0] and "3 pages" in image.warnings[0] and "first" in image.warnings[0]
 
@@ -224,7 +227,7 @@ def test_missing_file(tmp_path):
     path = tmp_path / "nowhere.jpg"
     with pytest.raises(InputError) as info:
         load_gray(path)
-    assert str(info.value) == f"{path}: file not found"
+    assert str(info.value) == f"{path}: image not found"
 
 
 def test_folder_is_not_a_file(tmp_path):
@@ -234,7 +237,7 @@ def test_folder_is_not_a_file(tmp_path):
 
 def test_image_above_pixel_limit_is_refused_with_its_size(tmp_path):
     path = tmp_path / "slide.png"
-    Image.fromarray(np.zeros((30, 40), np.uint8)).save(path)
+    Image.fromarray(np.eye(30, 40, dtype=np.uint8) * 255).save(path)
     with pytest.raises(InputError) as info:
         load_gray(path, max_pixels=1000)
     message = str(info.value)

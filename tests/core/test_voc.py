@@ -153,7 +153,7 @@ def test_truncated_xml(tmp_path):
 
 
 def test_empty_file(tmp_path):
-    assert_error(write(tmp_path, ""), "malformed XML", "line 1")
+    assert_error(write(tmp_path, ""), "annotation file is empty")
 
 
 def test_billion_laughs_is_refused(tmp_path):
