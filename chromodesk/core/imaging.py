@@ -79,8 +79,12 @@ def load_gray(path: str | Path, max_pixels: int = MAX_PIXELS) -> LoadedImage:
             problem = f"damaged or truncated {kind} image (the file starts like one but cannot be decoded)"
             raise InputError(path, problem) from None
         raise InputError(path, "not an image (unknown format; expected JPEG, PNG, TIFF or BMP)") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise InputError(path, f"damaged or truncated image ({exc})") from None
+    except MemoryError:
+        raise InputError(path, "image too large to decode in the memory available") from None
+    except Exception as exc:  # noqa: BLE001 — Pillow's decoders raise many types on crafted files
+        # (OSError, SyntaxError, ValueError, TypeError, KeyError, struct.error, ...): all mean "damaged"
+        detail = (str(exc).splitlines() or [""])[0] or type(exc).__name__
+        raise InputError(path, f"damaged or truncated image ({detail})") from None
     if gray.size == 0:
         raise InputError(path, "image has no pixels")
     if int(gray.min()) == int(gray.max()):  # nothing to see; classifying it would answer nonsense

@@ -496,6 +496,27 @@ bundle_case("preprocess-missing", "preprocess", _del("preprocess"))
 bundle_case("preprocess-not-object", "malformed", _set("preprocess", [1, 2]))
 
 
+# detector bundles share the loader's checks; a few through --detector to prove it
+DETECTOR = ROOT / "models" / "chromodesk-detector.json"
+
+
+def detector_case(id: str, says: str, text: str | None = None, name: str = "chromodesk-detector.json") -> None:
+    def build(tmp: Path) -> Path:
+        folder = tmp / "detector"
+        folder.mkdir()
+        meta = json.loads(DETECTOR.read_text())
+        os.symlink(DETECTOR.with_name(meta["weights_file"]), folder / meta["weights_file"])
+        (folder / name).write_text(text if text is not None else json.dumps(meta))
+        return folder / name
+    add("detector", id, "error", says, build)
+
+
+detector_case("json-corrupt", "invalid JSON", '{"kind": "detector", ')
+detector_case("classifier-given", "not a detector bundle", MODEL.read_text())
+detector_case("pickle-pt-given", "never loaded", "not really a pickle", name="detector.pt")
+detector_case("checksum-mismatch", "checksum", json.dumps({**json.loads(DETECTOR.read_text()), "weights_sha256": "0" * 64}))
+
+
 # -- sessions -------------------------------------------------------------------------------------
 def session_case(id: str, expect: str, says: str, make: Callable[[dict], str | bytes]) -> None:
     """A session of the sample, as the app saves it, changed by ``make(valid_session_dict)``."""

@@ -97,16 +97,17 @@ def test_images_and_annotations(h: Hostile, tmp_path, analyze_cli, reference):
         check_answer(h, rc, results, err, reference)
 
 
-BUNDLES = [h for h in CASES if h.kind == "bundle"]
+BUNDLES = [h for h in CASES if h.kind in ("bundle", "detector")]
 
 
 @pytest.mark.parametrize("h", BUNDLES, ids=[h.id for h in BUNDLES])
 def test_model_bundles(h: Hostile, tmp_path, analyze_cli, monkeypatch):
     monkeypatch.chdir(tmp_path)  # a pickle that ran would leave PWNED here
     path = h.build(tmp_path)
-    rc, results, err = analyze_cli(str(SAMPLE), "--model", str(path))
+    option = "--model" if h.kind == "bundle" else "--detector"
+    rc, results, err = analyze_cli(str(SAMPLE), option, str(path))
     assert not (tmp_path / "PWNED").exists(), "a model file ran code"
-    named = path if h.id == "bundle:pickle-pt-given" else path.parent  # metadata or weights: a file of the bundle
+    named = path if h.id.endswith("pickle-pt-given") else path.parent  # metadata or weights: a file of the bundle
     check_error(h, rc, results, err, named)
 
 
@@ -164,5 +165,48 @@ def test_output_targets_fail_whole_and_leave_nothing_behind(h: Hostile, tmp_path
 
 def test_the_corpus_is_large_and_covers_every_kind():
     kinds = {h.kind for h in CASES}
-    assert kinds == {"image", "voc", "bundle", "session", "output"}
+    assert kinds == {"image", "voc", "bundle", "detector", "session", "output"}
     assert len({h.id for h in CASES}) == len(CASES) >= 200
+
+
+def test_a_batch_analyses_every_good_image_whatever_the_bad_ones_do(tmp_path, analyze_cli, reference):
+    """One command over bad images between good ones: every good one is analysed, each bad one
+    gets its own line, and the exit code says some failed."""
+    import shutil
+
+    from .corpus import CASES
+
+    bad = [h for h in CASES if h.kind == "image" and h.expect == "error"][::4]
+    inputs, good = [], []
+    for i, h in enumerate(bad):
+        folder = tmp_path / f"bad{i}"
+        folder.mkdir()
+        inputs.append(str(h.build(folder)))
+        copy = tmp_path / f"good{i}" / SAMPLE.name
+        copy.parent.mkdir()
+        shutil.copy(SAMPLE, copy)
+        shutil.copy(SAMPLE.with_suffix(".xml"), copy.with_suffix(".xml"))
+        inputs.append(str(copy))
+        good.append(str(copy))
+    rc, results, err = analyze_cli(*inputs)
+    assert rc == cli.EXIT_SOME_FAILED
+    assert [r["image"] for r in results] == good
+    assert all([c["label"] for c in r["chromosomes"]] == reference for r in results)
+    problems = [line for line in err if line.startswith("chromodesk:")]
+    assert len(problems) == len(bad), err
+
+
+def test_an_unknown_encoding_does_not_end_the_batch(tmp_path, analyze_cli):
+    """The issue's first example: a VOC file declaring an unknown encoding used to end the run."""
+    import shutil
+
+    first = tmp_path / "a" / "cell.jpg"
+    second = tmp_path / "b" / "cell.jpg"
+    for p in (first, second):
+        p.parent.mkdir()
+        shutil.copy(SAMPLE, p)
+    first.with_suffix(".xml").write_text('<?xml version="1.0" encoding="x-bogus-8"?><annotation></annotation>')
+    shutil.copy(SAMPLE.with_suffix(".xml"), second.with_suffix(".xml"))
+    rc, results, err = analyze_cli(str(first), str(second))
+    assert rc == cli.EXIT_SOME_FAILED and [r["image"] for r in results] == [str(second)]
+    assert err == [f"chromodesk: {first.with_suffix('.xml')}: declares an unknown character encoding 'x-bogus-8'"]
