@@ -14,13 +14,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from chromodesk.bundled import samples_dir
 from chromodesk.core.atomic import atomic_write_text
 from chromodesk.core.errors import InputError
 from chromodesk.core.imaging import load_gray
 from chromodesk.core.preprocess import enhance_image, preprocess_cell
 from chromodesk.core.voc import find_annotation, read_voc
 
-SAMPLES = Path(__file__).resolve().parents[1] / "resources" / "samples"
+SAMPLES = samples_dir()
 
 
 def _median_time(fn, repeats: int, warmup: int = 1) -> float:

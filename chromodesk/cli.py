@@ -110,7 +110,9 @@ def version_text() -> str:
     """App and bundled model versions, read from the bundles' JSON (no torch needed)."""
     from chromodesk import __version__
 
-    models = Path(__file__).resolve().parents[1] / "models"
+    from chromodesk.bundled import models_dir
+
+    models = models_dir()
     parts = [f"ChromoDesk {__version__}"]
     for name, what in (("chromodesk-resnet18.json", "classifier"), ("chromodesk-detector.json", "detector")):
         try:

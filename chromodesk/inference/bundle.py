@@ -19,6 +19,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from chromodesk.bundled import models_dir
 from chromodesk.core.atomic import atomic_write_text
 from chromodesk.core.errors import InputError
 from chromodesk.core.labels import CLASSES
@@ -30,7 +31,7 @@ from .cell_context import ContextConfig
 from .network import ARCHITECTURES, ChromosomeNet, RejectConfig
 
 FORMAT_VERSION = 1
-DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "chromodesk-resnet18.json"
+DEFAULT_MODEL = models_dir() / "chromodesk-resnet18.json"
 
 
 @dataclass

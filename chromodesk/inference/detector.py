@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from chromodesk.bundled import models_dir
 from chromodesk.core.detector_input import OUTPUT_STRIDE, detector_input, pad_to_multiple
 from chromodesk.core.document import Box
 from chromodesk.core.errors import InputError
@@ -23,7 +24,7 @@ from .bundle import bundle_paths, read_json_object, read_verified_weights, save_
 from .detector_net import WIDTHS, CenterNetLite, decode
 
 FORMAT_VERSION = 1
-DEFAULT_DETECTOR = Path(__file__).resolve().parents[2] / "models" / "chromodesk-detector.json"
+DEFAULT_DETECTOR = models_dir() / "chromodesk-detector.json"
 
 
 @dataclass
