@@ -85,6 +85,10 @@ class Job(QRunnable):
         self.signals.progress.emit(int(done), int(total), what)
 
     def run(self) -> None:  # worker thread
+        if self._cancel.is_set():  # cancelled while it waited in the queue: nothing to do
+            self.signals.cancelled.emit()
+            self.signals.finished.emit()
+            return
         yield_to_gui()
         try:
             result = self.fn(*self.args, progress=self._progress, is_cancelled=self._cancel.is_set, **self.kwargs)
@@ -132,8 +136,13 @@ class JobRunner(QObject):
             job.cancel()
 
     def shutdown(self, msecs: int = 30000) -> bool:
-        """Cancel everything and wait for the worker threads (window close, end of a test)."""
+        """Cancel everything and wait for the worker threads (window close, end of a test).
+
+        Jobs still queued are taken off the queue; running ones stop at their next step."""
         self.cancel_all()
+        for job in list(self._active):
+            if self.pool.tryTake(job):  # never started: it will not run
+                self._active.discard(job)
         return self.pool.waitForDone(msecs)
 
 
@@ -168,8 +177,12 @@ class OpenResult:
     notes: list[str]
 
 
-def open_cell_job(image_path: str, session_path: str | None, *, progress, is_cancelled) -> OpenResult:
-    """Read image + boxes (VOC, else detection), or the saved session when it matches the image."""
+def open_cell_job(image_path: str, session_path: str | None, *, exclusive: bool = False, progress,
+                  is_cancelled) -> OpenResult:
+    """Read image + boxes (VOC, else detection), or the saved session when it matches the image.
+
+    ``exclusive``: the caller holds the cell's lock, so no other process is writing its session and
+    every temp file beside it was left by a write that was killed: all of them go, however recent."""
     from chromodesk.core.imaging import load_gray
     from chromodesk.pipeline import open_cell
 
@@ -182,7 +195,8 @@ def open_cell_job(image_path: str, session_path: str | None, *, progress, is_can
         from chromodesk.pipeline import reassign
 
         image = load_gray(image_path)
-        remove_stale_temps(session_path)  # left by a crash mid-save; the session file itself is whole
+        # left by a crash mid-save; the session file itself is whole
+        remove_stale_temps(session_path, older_than_s=0.0 if exclusive else 60.0)
         try:
             doc = load_session(session_path, expected_sha256=image.sha256)
         except Exception as exc:  # noqa: BLE001 - a bad session must not lock the user out of the image
@@ -200,18 +214,32 @@ def open_cell_job(image_path: str, session_path: str | None, *, progress, is_can
 
 
 def classify_case_job(images: tuple[Path, ...], classifier, *, progress, is_cancelled) -> int:
-    """Open, classify, assign and save a session for each image (the cells not yet reviewed)."""
+    """Open, classify, assign and save a session for each image (the cells not yet reviewed).
+
+    A cell that got a session meanwhile, or that a window (of this or another process) has open
+    for editing, is left alone: its reviewer's work is never overwritten."""
+    from chromodesk.core.lock import CellLock, new_token
     from chromodesk.core.session import default_session_path, save_session
     from chromodesk.pipeline import classify_document, open_cell
 
     done = 0
+    token = new_token()  # an owner of its own: a cell open in the window that started it is skipped too
     for i, image in enumerate(images):
         if is_cancelled():
             break
         progress(i, len(images), f"Classifying the case: {Path(image).name}")
         doc, loaded, _ = open_cell(image)
         classify_document(doc, loaded.gray, classifier)
-        save_session(doc, default_session_path(image))
+        session = default_session_path(image)
+        lock = CellLock(session, token)
+        if lock.acquire() is not None:
+            continue  # open for review somewhere: that window writes its session
+        try:
+            if session.is_file():
+                continue  # reviewed (or classified) elsewhere while this job ran
+            save_session(doc, session)
+        finally:
+            lock.release()
         done += 1
     return done
 
@@ -239,6 +267,7 @@ class ClassifyResult:
     whole_cell: bool = False  # every record's answer depends on the others (cell-context stage): apply all
     rejects: dict[str, tuple[float, bool]] | None = None  # record id -> ("not a chromosome" p, rejected)
     record_ids: frozenset[str] = frozenset()  # the cell the answers were computed for
+    boxes: dict[str, Box] | None = None  # record id -> the box its answer is for
 
 
 def classify_job(gray: np.ndarray, items: tuple[ClassifyItem, ...], targets: frozenset[str], classifier, *,
@@ -277,7 +306,7 @@ def classify_job(gray: np.ndarray, items: tuple[ClassifyItem, ...], targets: fro
     allp = np.asarray(allp, dtype=np.float64)
     predictions = [(it.record_id, it.box_revision, p) for it, p in zip(items, allp)]
     return ClassifyResult(str(classifier.model_id), predictions, targets, bool(classifier.has_context), rejects,
-                          frozenset(it.record_id for it in items))
+                          frozenset(it.record_id for it in items), {it.record_id: it.box for it in items})
 
 
 def detached(doc: Karyotype) -> Karyotype:

@@ -100,12 +100,15 @@ class MainWindow(QMainWindow):
         self.cancel_button.setText("Cancel")
         self.cancel_button.clicked.connect(lambda: ws.cancel_classification())
         self.review_label = QLabel("")
+        self.read_only_label = QLabel("<b>Read-only</b>")  # the cell is edited in another window
         self.model_label = QLabel("Loading model…")
         self.device_label = QLabel("")
-        for w in (self.progress, self.cancel_button, self.review_label, self.model_label, self.device_label):
+        for w in (self.progress, self.cancel_button, self.read_only_label, self.review_label, self.model_label,
+                  self.device_label):
             bar.addPermanentWidget(w)
         self.progress.hide()
         self.cancel_button.hide()
+        self.read_only_label.hide()
 
         self._make_actions()
         self.keys = ReviewKeys(self)
@@ -122,6 +125,7 @@ class MainWindow(QMainWindow):
         ws.error.connect(self.report_error)
         ws.exported.connect(self._exported)
         ws.saved.connect(self._saved)
+        ws.readOnlyChanged.connect(lambda _: self._show_read_only())
         for view in (self.image_view, self.table, self.karyogram):
             view.selectRequested.connect(self._select)
         self.image_view.boxDrawn.connect(ws.add_box)
@@ -259,7 +263,8 @@ class MainWindow(QMainWindow):
         cell.addAction(self._action("&Not a chromosome\tN", ws.toggle_not_chromosome))
         cell.addSeparator()
         self.not_analysable_action = self._action(
-            "Cell not &analysable", lambda on: ws.set_cell_note(on, ws.cell.doc.comment if ws.cell else ""),
+            "Cell not &analysable", lambda on: (ws.set_cell_note(on, ws.cell.doc.comment if ws.cell else ""),
+                                                self._update_review()),  # refused (read-only, signed off): unticked
             checkable=True, tip="This spread cannot be karyotyped (overlaps, poor banding, broken)")
         cell.addAction(self.not_analysable_action)
         cell.addAction(self._action("Co&mment on the cell…", self.comment_dialog))
@@ -295,6 +300,7 @@ class MainWindow(QMainWindow):
         if cell is None:
             self.setWindowTitle("ChromoDesk")
             self.review_label.setText("")
+            self._show_read_only()
             return
         cell.changed.connect(self._update_review_soon)
         cell.selectionChanged.connect(self.keys.clear)
@@ -303,7 +309,19 @@ class MainWindow(QMainWindow):
         if cell.image_path in self.workspace.case:
             position = f" ({self.workspace.case.index(cell.image_path) + 1}/{len(self.workspace.case)})"
         self.setWindowTitle(f"ChromoDesk — {cell.image_path.name}{position}")
+        self._show_read_only()
         self.case_list.show_current(cell.image_path)
+
+    def _show_read_only(self) -> None:
+        """The cell is edited in another window or process: say so in the title and the status bar."""
+        cell = self.workspace.cell
+        read_only = cell is not None and cell.read_only
+        self.read_only_label.setVisible(read_only)
+        if read_only:
+            self.read_only_label.setToolTip(f"Open for editing in {cell.blocked_by.describe()}: nothing is saved "
+                                            "from this window. Close it there, then edit here.")
+            if "[read-only]" not in self.windowTitle():
+                self.setWindowTitle(self.windowTitle() + " [read-only]")
 
     def _update_review(self, *_):
         cell = self.workspace.cell

@@ -26,6 +26,7 @@ from PySide6.QtGui import QUndoGroup, QUndoStack
 from chromodesk.core.document import Box, Event, Karyotype
 from chromodesk.core.imaging import SUPPORTED_SUFFIXES
 from chromodesk.core.karyotype import cell_flags, iscn_string
+from chromodesk.core.lock import CellLock, LockOwner, new_token, owner_alive, read_owner
 from chromodesk.core.preprocess import PreprocessConfig
 from chromodesk.pipeline import reassign
 
@@ -47,11 +48,18 @@ class Cell(QObject):
         self.doc, self.gray, self.source, self.session_path = doc, gray, source, session_path
         self.undo = QUndoStack(self)
         self.selected: str | None = None
+        # who else edits this cell (its session's lock): then this window must not write the session
+        self.blocked_by: LockOwner | None = None
         self._unsubscribe = doc.subscribe(self._on_event)
 
     @property
     def image_path(self) -> Path:
         return Path(self.doc.image_path)
+
+    @property
+    def read_only(self) -> bool:
+        """Open for editing in another window or process: shown, never saved from here."""
+        return self.blocked_by is not None
 
     def _on_event(self, event: Event) -> None:
         if event.kind == "removed" and event.record_id == self.selected:
@@ -108,6 +116,7 @@ class Workspace(QObject):
     relabelled = Signal(object)  # ids of unconfirmed chromosomes that an edit's reassignment moved
     caseStateChanged = Signal()  # sign-off, reopening, cells classified in the background
     error = Signal(str, str)  # summary, details -> one dialog
+    readOnlyChanged = Signal(bool)  # the open cell turned read-only (another window took it)
 
     def __init__(self, prefs: Preferences, classifier_factory: Callable[[], object] | None = None,
                  parent: QObject | None = None):
@@ -132,6 +141,9 @@ class Workspace(QObject):
         self._force_next = False
         self._render_timer = QTimer(self, singleShot=True, interval=150)
         self._render_timer.timeout.connect(self._render_karyogram)
+        self.lock_token = new_token()  # this window, as the owner of the cells it edits
+        self._locks: dict[Path, CellLock] = {}  # session path -> lock held by this window
+        self._shut_down = False  # the window closed: no new job, no write
 
     # -- model -------------------------------------------------------------------------------------
     def load_model_soon(self) -> None:
@@ -141,6 +153,9 @@ class Workspace(QObject):
 
     def load_model(self) -> None:
         """Load the classifier in the background (at start-up and when preferences change)."""
+        if self._shut_down:
+            self.model_loading = False
+            return
         self.model_loading = True
         self.modelChanged.emit(None, "Loading model…")
         if self.classifier_factory is not None:
@@ -161,8 +176,10 @@ class Workspace(QObject):
         self.classifier = result
         self.modelChanged.emit(result, f"Model {result.model_id} on {device_name(result)}")
         if self.cell is not None:
-            # predictions of another model (an earlier one, or a restored session's) are redone
-            stale = any(r.model_id != result.model_id for r in self.cell.doc if r.probabilities is not None)
+            # predictions of another model (an earlier one, a restored session's, or the one a running
+            # job still uses) are redone
+            stale = self._classify_job is not None or any(
+                r.model_id != result.model_id for r in self.cell.doc if r.probabilities is not None)
             self.classify(force=stale)
 
     def _model_failed(self, message: str, details: str) -> None:
@@ -198,26 +215,46 @@ class Workspace(QObject):
         self.caseChanged.emit(images)
         self.open_image(images[0])
 
-    def open_image(self, path: str | Path) -> None:
+    def open_image(self, path: str | Path, reload: bool = False) -> None:
+        """Open a cell (in the background); the last request wins. ``reload``: read the open one again."""
         path = Path(path)
-        if self.cell is not None and self.cell.image_path == path:
+        if self._shut_down:
             return
-        if self._open_job is not None:
-            self._open_job.cancel()
+        if self.cell is not None and self.cell.image_path == path and not reload:
+            self._drop_open_job()  # back to the cell on screen: a cell asked for meanwhile must not replace it
+            return
+        previous = self._open_job
+        if previous is not None:
+            previous.cancel()
         self.flush()
-        job = jobs.Job("open", jobs.open_cell_job, str(path), _str(session_path_for(path)))
+        session = session_path_for(path)
+        # lock before reading: the session read is then the latest, and nobody else writes it meanwhile
+        owner = self._take_lock(session)
+        job = jobs.Job("open", jobs.open_cell_job, str(path), _str(session), exclusive=session in self._locks)
+        job.session_path, job.blocked_by = session, owner
         job.signals.progress.connect(self._job_progress)
         job.signals.done.connect(lambda result, job=job: self._opened(job, result))
         job.signals.failed.connect(lambda m, d, job=job: self._open_failed(job, path, m, d))
         job.signals.finished.connect(self._job_finished)
         self._open_job = job
+        if previous is not None:
+            self._release_lock(previous.session_path)
         self.runner.start(job)
         if self.autosave:  # now, while the GUI is idle, rather than during the busy first paint
             self.prefs.add_recent(path)
 
+    def _drop_open_job(self) -> None:
+        job, self._open_job = self._open_job, None
+        if job is not None:
+            job.cancel()
+            self._release_lock(job.session_path)
+            self._job_finished()
+
     def _open_failed(self, job: jobs.Job, path: Path, message: str, details: str) -> None:
-        if job is self._open_job:
-            self._open_job = None
+        if job is not self._open_job:
+            return  # superseded: its error is no longer what the user asked about
+        self._open_job = None
+        self._release_lock(job.session_path)
         if self.autosave:
             self.prefs.forget_recent(path)
         self.error.emit(f"Could not open {path.name}: {message}", details)
@@ -226,8 +263,12 @@ class Workspace(QObject):
         if job is not self._open_job:
             return  # an older open finished after a newer one was asked for
         self._open_job = None
-        self.set_cell(Cell(result.doc, result.gray, result.source, result.session_path, self))
+        cell = Cell(result.doc, result.gray, result.source, result.session_path, self)
+        cell.blocked_by = job.blocked_by
+        self.set_cell(cell)
         notes = list(result.notes) + list(result.doc.warnings[:3])
+        if cell.read_only:
+            notes.insert(0, self._read_only_text(cell))
         if result.restored:
             done = len([r for r in result.doc if r.confirmed])
             notes.insert(0, f"Restored your saved review ({done}/{len(result.doc)} confirmed)")
@@ -248,9 +289,13 @@ class Workspace(QObject):
             old.deleteLater()
         self.cell = cell
         self._save_failed_for = None
+        if old is not None and (cell is None or old.session_path != cell.session_path):
+            self._release_lock(old.session_path)
         if cell is not None:
             if cell.session_path is None:
                 cell.session_path = session_path_for(cell.image_path)
+            if cell.blocked_by is None and cell.session_path not in self._locks:
+                cell.blocked_by = self._take_lock(cell.session_path)  # a cell built directly (tests, headless)
             cell.changed.connect(self._on_event)
             self.undo_group.addStack(cell.undo)
             self.undo_group.setActiveStack(cell.undo)
@@ -275,6 +320,8 @@ class Workspace(QObject):
 
     def _reassign(self) -> None:
         self._pending.discard("reassign")
+        if self._shut_down:
+            return
         if self.cell is not None and any(r.probabilities is not None for r in self.cell.doc):
             doc = self.cell.doc
             shown = {r.id: r.label for r in doc if not r.confirmed}
@@ -299,7 +346,8 @@ class Workspace(QObject):
         was_pending = "save" in self._pending
         self._pending.discard("save")
         cell = self.cell
-        if not was_pending or cell is None or cell.session_path is None or not self.autosave:
+        if (not was_pending or cell is None or cell.session_path is None or not self.autosave or cell.read_only
+                or self._shut_down or not self._still_ours(cell)):
             return
         from chromodesk.core.session import save_session
 
@@ -323,7 +371,7 @@ class Workspace(QObject):
         One job at a time; a request while one runs is remembered and served when it ends.
         """
         cell = self.cell
-        if cell is None or self.classifier is None:
+        if cell is None or self.classifier is None or self._shut_down:
             return False
         self._force_next = self._force_next or force
         if self._classify_job is not None:
@@ -339,6 +387,7 @@ class Workspace(QObject):
         items = tuple(jobs.ClassifyItem(r.id, r.box, r.box_revision) for r in doc)
         job = jobs.Job("classify", jobs.classify_job, cell.gray, items, targets, self.classifier)
         job.failed_flag = False
+        job.classifier = self.classifier
         job.signals.progress.connect(self._job_progress)
         job.signals.done.connect(lambda result, job=job, cell=cell: self._classified(job, cell, result))
         job.signals.failed.connect(lambda m, d, job=job: self._classify_failed(job, m, d))
@@ -348,9 +397,10 @@ class Workspace(QObject):
         return True
 
     def _classified(self, job: jobs.Job, cell: Cell, result: jobs.ClassifyResult) -> None:
-        if job is not self._classify_job or cell is not self.cell:
-            return  # cancelled, or another cell is open now
+        if job is not self._classify_job or cell is not self.cell or job.classifier is not self.classifier:
+            return  # cancelled, another cell is open now, or another model was loaded meanwhile
         applied = 0
+        boxes = result.boxes or {}
         whole = result.whole_cell or result.rejects is not None
         if whole and result.record_ids != frozenset(cell.doc.records):
             # the answers depend on the whole cell, and the cell changed meanwhile (a box was
@@ -361,6 +411,9 @@ class Workspace(QObject):
             # only boxes unchanged since the snapshot; set_prediction never touches a confirmed label.
             # With a cell-context stage a new or moved box changes the others' answers too.
             wanted = rid in result.targets or result.whole_cell or result.rejects is not None
+            if rid in cell.doc.records and rid in boxes and cell.doc.get(rid).box != boxes[rid]:
+                # moved, undone and moved elsewhere while the job ran: the same revision number, another box
+                continue
             reject_p, rejected = (result.rejects or {}).get(rid, (None, False))
             if wanted and cell.doc.set_prediction(rid, probs, result.model_id, box_revision=revision,
                                                   reject_probability=reject_p, rejected=rejected):
@@ -408,7 +461,7 @@ class Workspace(QObject):
     # -- karyogram --------------------------------------------------------------------------------------
     def _render_karyogram(self) -> None:
         cell = self.cell
-        if cell is None:
+        if cell is None or self._shut_down:
             return
         if self._render_job is not None:
             self._render_again = True
@@ -470,9 +523,19 @@ class Workspace(QObject):
 
         session = session_path_for(image)
         if session is not None and session.is_file():
-            doc = load_session(session)
-            doc.in_report = on
-            save_session(doc, session)
+            had_it = session in self._locks
+            owner = self._take_lock(session)
+            if owner is not None:
+                self.message.emit(f"{Path(image).name} is open in {owner.describe()}: change it there")
+                self.caseStateChanged.emit()  # the case list shows the session's value again
+                return
+            try:
+                doc = load_session(session)
+                doc.in_report = on
+                save_session(doc, session)
+            finally:
+                if not had_it:
+                    self._release_lock(session)
 
     def classify_case(self) -> None:
         """Every cell of the case that has no review session yet: detect if needed, classify, assign
@@ -490,13 +553,22 @@ class Workspace(QObject):
         job.signals.finished.connect(self._job_finished)
         self.runner.start(job)
 
-    def _push(self, command) -> bool:
-        if self.cell is None or command is None:
+    def _editable(self) -> bool:
+        """Whether the open cell may be changed here; if not, the user is told why."""
+        if self.cell is None:
+            return False
+        if self.cell.read_only:
+            self._refuse_read_only()
             return False
         signed = self.case_signed_off()
         if signed is not None:
             self.message.emit(f"The case was signed off by {signed['by']} ({signed['at'][:16].replace('T', ' ')} UTC): "
                               "Case ▸ Reopen case to change it (the reopening is recorded)")
+            return False
+        return True
+
+    def _push(self, command) -> bool:
+        if self.cell is None or command is None or not self._editable():
             return False
         self.cell.undo.push(command)
         return True
@@ -542,6 +614,8 @@ class Workspace(QObject):
         if cell is not self.cell:
             return  # another cell is open now
         boxes, note = result
+        if not self._editable():
+            return
         self.cancel_classification(quiet=True)
         cell.undo.push(commands.ReplaceBoxes(cell.doc, boxes))
         self.message.emit(f"Detect again: {note} (Undo puts the previous boxes back)")
@@ -654,10 +728,81 @@ class Workspace(QObject):
                 and not self._pending
                 and (self.classifier is None or all(r.probabilities is not None for r in self.cell.doc)))
 
+    # -- one editor per cell ------------------------------------------------------------------------------
+    def _take_lock(self, session_path: Path | None) -> LockOwner | None:
+        """Lock a cell's session for this window: None when it is ours (or cannot be locked), else who has it."""
+        if session_path is None or not self.autosave:
+            return None  # a window that never writes needs no lock
+        lock = self._locks.get(session_path) or CellLock(session_path, self.lock_token)
+        owner = lock.acquire()
+        if lock.held:
+            self._locks[session_path] = lock
+        return owner
+
+    def _release_lock(self, session_path: Path | None) -> None:
+        """Give a cell's lock back, unless the open cell or an open in progress still needs it."""
+        if session_path is None:
+            return
+        if self.cell is not None and self.cell.session_path == session_path:
+            return
+        if self._open_job is not None and self._open_job.session_path == session_path:
+            return
+        lock = self._locks.pop(session_path, None)
+        if lock is not None:
+            lock.release()
+
+    def _still_ours(self, cell: Cell) -> bool:
+        """Before a write: the lock still names this window. If someone removed it and another window
+        took the cell meanwhile, this one turns read-only rather than overwrite that window's work."""
+        lock = self._locks.get(cell.session_path)
+        if lock is None:
+            return True  # nothing to check (a folder where no lock can be written)
+        owner = read_owner(lock.path)
+        if owner is not None and owner.token == lock.token:
+            return True
+        if owner is None or not owner_alive(owner):
+            lock.held = False
+            owner = lock.acquire()  # removed (or taken by a process now dead) behind our back: take it again
+            if owner is None:
+                return True
+        lock.held = False
+        self._locks.pop(cell.session_path, None)
+        cell.blocked_by = owner
+        self.message.emit(self._read_only_text(cell))
+        self.readOnlyChanged.emit(True)
+        return False
+
+    def _read_only_text(self, cell: Cell) -> str:
+        return (f"Read-only: {cell.image_path.name} is being edited in {cell.blocked_by.describe()}; nothing is "
+                "saved from this window. Edit it there, or close it there and edit here")
+
+    def _refuse_read_only(self) -> None:
+        cell = self.cell
+        owner = self._take_lock(cell.session_path)
+        if owner is None and cell.session_path in self._locks:
+            # the other window let go: read what it saved last, then edits are this window's
+            self.message.emit("The other window has closed this cell: reloading its latest saved review. "
+                              "Your change was not made: make it again once the cell is shown")
+            self.open_image(cell.image_path, reload=True)
+            return
+        cell.blocked_by = owner or cell.blocked_by
+        self.message.emit(self._read_only_text(cell) + " (the change was not made)")
+
     def shutdown(self) -> None:
+        """The window closes: the last change saved (relabelled first, if that was due), every job
+        stopped at its next step and waited for, the cell's lock given back. Nothing runs afterwards."""
+        if "reassign" in self._pending:
+            self._reassign()  # the correction's relabelling, so that the saved cell is whole
         self.flush()
+        self._shut_down = True
         self._render_timer.stop()
+        self._pending.clear()
+        self._drop_open_job()
+        self.cancel_classification(quiet=True)
         self.runner.shutdown()
+        for lock in self._locks.values():
+            lock.release()
+        self._locks.clear()
 
 
 def _has_session(image: Path) -> bool:

@@ -61,7 +61,6 @@ def test_a_live_process_lock_is_respected(tmp_path):
 
 
 def test_a_reused_pid_or_a_reboot_makes_it_stale(tmp_path):
-    me = read_owner  # noqa: F841 - documentation: the recorded start time is compared with the pid's
     session = tmp_path / "s.json"
     _write_lock(session, os.getpid(), proc_start=1)  # our pid, but not our start time: a reused pid
     if sys.platform.startswith("linux"):
