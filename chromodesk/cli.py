@@ -1,6 +1,6 @@
 """``chromodesk``: headless entry points.
 
-    chromodesk analyze IMAGE... [--annotations XML] [--model BUNDLE] [--device auto|cpu|cuda]
+    chromodesk analyze IMAGE|FOLDER... [--workers N] [--annotations XML] [--model BUNDLE] [--device auto|cpu|cuda]
                        [--detector BUNDLE|classical] [--out DIR] [--formats csv,karyogram,annotated,voc] [--json]
     chromodesk bench [--device ...] [--json OUT]
     chromodesk report FOLDER|IMAGE... [--out case.pdf] [--json OUT] [--csv OUT]
@@ -24,42 +24,19 @@ EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 FORMATS = ("csv", "karyogram", "annotated", "voc")
 
 
-def summary_line(result) -> str:
-    cell = result.cell
-    flags = [f for f in (cell.flags if cell else []) if f["type"] != "total"]
-    names = {"gain": "+{label} ({count} copies)", "loss": "-{label} ({count} copy)", "sex": "sex chromosomes {label}"}
-    anomalies = ", ".join(names[f["type"]].format(**f) for f in flags if f["type"] in names) or "none"
-    labels = " ".join(f"{r.id}={r.label}" for r in result.doc)
-    iscn = cell.iscn if cell else "?"
-    return (f"{Path(result.doc.image_path).name}: {len(result.doc)} chromosomes ({result.boxes_source}); "
-            f"suggested karyotype {iscn}; anomalies: {anomalies}; cell confidence "
-            f"{cell.confidence:.2f}\n  labels: {labels}")
-
-
 def cmd_analyze(args) -> int:
-    from chromodesk.core.export import export_all
-    from chromodesk.inference.classifier import Classifier
-    from chromodesk.pipeline import analyze
+    from chromodesk.batch import collect_jobs, load_models, run_jobs, write_summary
 
     formats = [f.strip() for f in args.formats.split(",") if f.strip()] if args.formats else []
     bad = [f for f in formats if f not in FORMATS]
     if bad:
         print(f"chromodesk: unknown format(s) {', '.join(bad)}; choose from {', '.join(FORMATS)}", file=sys.stderr)
         return EXIT_USAGE
-    if args.annotations and len(args.images) > 1:
+    if args.annotations and (len(args.images) > 1 or Path(args.images[0]).is_dir()):
         print("chromodesk: --annotations applies to a single image", file=sys.stderr)
         return EXIT_USAGE
-    try:
-        classifier = Classifier(args.model, device=args.device)
-        detector = None
-        if args.detector and args.detector != "classical":
-            from chromodesk.inference.detector import Detector
-
-            detector = Detector(args.detector, device=args.device)
-        elif args.detector == "classical":
-            detector = "classical"
-    except (InputError, RuntimeError) as exc:
-        print(f"chromodesk: {exc}", file=sys.stderr)
+    if args.workers < 1:
+        print("chromodesk: --workers must be at least 1", file=sys.stderr)
         return EXIT_USAGE
     if args.out and formats:
         from chromodesk.core.export import output_folder_problem
@@ -68,35 +45,42 @@ def cmd_analyze(args) -> int:
         if problem:
             print(f"chromodesk: {InputError(args.out, problem)}", file=sys.stderr)
             return EXIT_USAGE
-    status = EXIT_OK
-    for image in args.images:
-        try:
-            result = analyze(image, args.annotations, classifier=classifier, device=args.device, detector=detector,
-                             ignore_annotations=args.detect)
-            written = {}
-            if args.out and formats:
-                written = export_all(result.doc, result.image.gray, Path(args.out), formats,
-                                     iscn=result.cell.iscn if result.cell else None)
-        except (InputError, ValueError) as exc:  # ValueError: an export refused (e.g. would overwrite the source XML)
-            print(f"chromodesk: {exc}", file=sys.stderr)
+    jobs = collect_jobs(args.images, args.out if formats else None, args.annotations)
+    if not jobs:
+        print(f"chromodesk: no images (JPEG, PNG, TIFF, BMP) in {' '.join(args.images)}", file=sys.stderr)
+        return EXIT_USAGE
+    try:  # loaded here even when workers do the work: an unusable model is one line before any image
+        models = load_models(args.model, args.detector, args.device)
+    except (InputError, RuntimeError) as exc:
+        print(f"chromodesk: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    from tqdm import tqdm
+
+    status, outcomes = EXIT_OK, []
+    bar = tqdm(total=len(jobs), unit="image", disable=len(jobs) < 2 or None, file=sys.stderr, leave=False)
+    for o in run_jobs(jobs, models, args, formats):
+        outcomes.append(o)
+        bar.update()
+        if o.skipped:
+            continue
+        if o.error:
+            bar.write(f"chromodesk: {o.error}", file=sys.stderr)
             status = EXIT_SOME_FAILED
             continue
-        except Exception as exc:  # noqa: BLE001 — whatever one image does, the rest of the batch is analysed
-            detail = (str(exc).splitlines() or [""])[0]
-            print(f"chromodesk: {image}: unexpected {type(exc).__name__} ({detail}); please report it with this file",
-                  file=sys.stderr)
-            status = EXIT_SOME_FAILED
-            continue
-        for warning in result.doc.warnings:
-            print(f"warning: {warning}", file=sys.stderr)
+        for warning in o.warnings:
+            bar.write(f"warning: {warning}", file=sys.stderr)
         if args.json:
-            payload = result.to_json()
-            payload["outputs"] = {k: str(v) for k, v in written.items()}
-            print(json.dumps(payload), flush=True)
+            print(json.dumps(o.payload), flush=True)
         else:
-            print(summary_line(result), flush=True)
-            for kind, path in written.items():
+            print(o.text, flush=True)
+            for kind, path in o.written.items():
                 print(f"  wrote {kind}: {path}")
+    bar.close()
+    skipped = sum(o.skipped for o in outcomes)
+    if skipped:
+        print(f"{skipped} image(s) skipped: their exports are newer than the image", file=sys.stderr)
+    if args.out and formats and len(jobs) > 1:
+        write_summary(Path(args.out), outcomes)
     return status
 
 
@@ -132,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chromodesk", description="ChromoDesk karyotyping (headless commands).")
     sub = parser.add_subparsers(dest="command")
     a = sub.add_parser("analyze", help="classify every chromosome of metaphase images and export results")
-    a.add_argument("images", nargs="+", metavar="IMAGE")
+    a.add_argument("images", nargs="+", metavar="IMAGE|FOLDER",
+                   help="images, or folders searched for images (exports mirror the tree under --out)")
     a.add_argument("--annotations", help="VOC XML (default: IMAGE.xml beside it or annotations/NAME.xml)")
     a.add_argument("--model", help="model bundle .json (default: the shipped model)")
     a.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
@@ -143,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--out", help="folder for exported files")
     a.add_argument("--formats", default="csv,karyogram,annotated,voc", help="comma list of: " + ",".join(FORMATS))
     a.add_argument("--json", action="store_true", help="one JSON object per image on stdout")
+    a.add_argument("--workers", type=int, default=1,
+                   help="processes analysing images side by side (each loads the models once)")
     a.set_defaults(func=cmd_analyze)
     b = sub.add_parser("bench", help="time every stage on a real metaphase (bundled sample by default)")
     b.add_argument("image", nargs="?", help="image (default: the bundled sample)")
