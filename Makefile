@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-all venv app bench evaluate evaluate-detect clean
+.PHONY: run test test-all venv app bench evaluate evaluate-detect bundle clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,3 +41,9 @@ evaluate-detect: $(STAMP)
 
 clean:
 	rm -rf $(VENV) out .pytest_cache
+
+# the desktop bundle (one folder, PyInstaller): dist/chromodesk/chromodesk; see packaging/README.md
+bundle: $(STAMP)
+	$(PY) -m pip install --quiet "pyinstaller>=6"
+	$(VENV)/bin/pyinstaller --noconfirm --distpath dist --workpath build/pyinstaller packaging/chromodesk.spec
+	QT_QPA_PLATFORM=offscreen dist/chromodesk/chromodesk resources/samples/103201.jpg --screenshot dist/bundle-smoke.png
