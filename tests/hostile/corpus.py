@@ -188,22 +188,18 @@ def _animated(tmp: Path, name: str, fmt: str) -> Path:
     return with_annotation(p)
 
 
-def _fifo(tmp: Path) -> Path:
-    p = tmp / "pipe.png"
-    os.mkfifo(p)
-    return p
-
-
-def _directory(tmp: Path) -> Path:
-    p = tmp / "folder.jpg"
-    p.mkdir()
-    return p
-
-
-def _dev_zero(tmp: Path) -> Path:
-    p = tmp / "zero.png"
-    p.symlink_to("/dev/zero")
-    return p
+def special(name: str, kind: str) -> Callable[[Path], Path]:
+    """Not a regular file: a folder, a named pipe (a plain read would block) or a link to a device."""
+    def build(tmp: Path) -> Path:
+        p = tmp / name
+        if kind == "folder":
+            p.mkdir()
+        elif kind == "fifo":
+            os.mkfifo(p)
+        else:
+            p.symlink_to("/dev/zero")
+        return p
+    return build
 
 
 def _broken_link(tmp: Path) -> Path:
@@ -212,9 +208,9 @@ def _broken_link(tmp: Path) -> Path:
     return p
 
 
-add("image", "fifo", "error", "not a file", _fifo)
-add("image", "directory-named-jpg", "error", "", _directory)
-add("image", "symlink-to-dev-zero", "error", "not a file", _dev_zero)
+add("image", "fifo", "error", "not a file", special("pipe.png", "fifo"))
+add("image", "directory-named-jpg", "error", "", special("folder.jpg", "folder"))
+add("image", "symlink-to-dev-zero", "error", "not a file", special("zero.png", "device"))
 add("image", "broken-symlink", "error", "not found", _broken_link)
 add("image", "missing-file", "error", "not found", lambda tmp: tmp / "absent.jpg")
 add("image", "newline-in-name", "same", "", lambda tmp: with_annotation(_copy(tmp, "cell\nname.jpg")))
@@ -347,27 +343,9 @@ xml_case("cdata-coordinates", "ok", "", sample_voc_with(lambda s: s.replace("<xm
 xml_case("processing-instruction", "ok", "", sample_voc_with(lambda s: s.replace("<annotation>", "<annotation><?evil run='rm -rf /'?>", 1)))
 
 
-def _voc_directory(tmp: Path) -> Path:
-    p = tmp / "cell.xml"
-    p.mkdir()
-    return p
-
-
-def _voc_fifo(tmp: Path) -> Path:
-    p = tmp / "cell.xml"
-    os.mkfifo(p)
-    return p
-
-
-def _voc_dev_zero(tmp: Path) -> Path:
-    p = tmp / "cell.xml"
-    p.symlink_to("/dev/zero")
-    return p
-
-
-add("voc", "directory", "error", "", _voc_directory)
-add("voc", "fifo", "error", "not a file", _voc_fifo)
-add("voc", "symlink-to-dev-zero", "error", "not a file", _voc_dev_zero)
+add("voc", "directory", "error", "", special("cell.xml", "folder"))
+add("voc", "fifo", "error", "not a file", special("cell.xml", "fifo"))
+add("voc", "symlink-to-dev-zero", "error", "not a file", special("cell.xml", "device"))
 
 
 # -- model bundles ---------------------------------------------------------------------------------
