@@ -4,6 +4,7 @@
                        [--detector BUNDLE|classical] [--out DIR] [--formats csv,karyogram,annotated,voc] [--json]
     chromodesk bench [--device ...] [--json OUT]
     chromodesk report FOLDER|IMAGE... [--out case.pdf] [--json OUT] [--csv OUT]
+    chromodesk serve [--host 127.0.0.1] [--port 8000] [--model BUNDLE]   # HTTP API + web page
     chromodesk [IMAGE]            # no sub-command: the desktop app
 
 Exit codes: 0 ok; 1 some images failed (each with one line on stderr, the rest still
@@ -112,6 +113,27 @@ def cmd_report(args) -> int:
     return report_main(args)
 
 
+def cmd_serve(args) -> int:
+    try:
+        import uvicorn
+
+        from chromodesk.server import LOOPBACK_HOSTS, create_app
+    except ImportError as exc:
+        print(f"chromodesk: serve needs FastAPI, uvicorn and python-multipart ({exc})", file=sys.stderr)
+        return EXIT_USAGE
+    loopback = args.host in LOOPBACK_HOSTS
+    if not loopback:
+        print(f"chromodesk: warning: listening on {args.host}: anyone who can reach this machine can upload "
+              "images and download results (there is no login)", file=sys.stderr)
+    try:  # the models are loaded here, once, before the port opens
+        app = create_app(model=args.model, device=args.device, allowed_hosts=LOOPBACK_HOSTS if loopback else None)
+    except (InputError, RuntimeError) as exc:
+        print(f"chromodesk: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    uvicorn.run(app, host=args.host, port=args.port)  # prints the address; Ctrl+C stops it
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chromodesk", description="ChromoDesk karyotyping (headless commands).")
     sub = parser.add_subparsers(dest="command")
@@ -150,6 +172,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", default="auto")
     r.add_argument("--quiet", action="store_true")
     r.set_defaults(func=cmd_report)
+    s = sub.add_parser("serve", help="the analysis as a local web service and web page (http://127.0.0.1:8000/)")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--model", help="model bundle .json (default: the shipped model)")
+    s.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    s.set_defaults(func=cmd_serve)
     return parser
 
 
@@ -158,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] in (["--version"], ["-V"]):
         print(version_text())
         return EXIT_OK
-    if not argv or (argv[0] not in ("analyze", "bench", "report", "-h", "--help")):
+    if not argv or (argv[0] not in ("analyze", "bench", "report", "serve", "-h", "--help")):
         from chromodesk.ui.app import main as gui_main  # the desktop app
 
         return gui_main(argv)

@@ -36,7 +36,8 @@ def test_the_wheel_installs_into_a_fresh_venv_and_analyses_a_sample_elsewhere(tm
 
     names = zipfile.ZipFile(wheel).namelist()
     for inside in ("chromodesk/models/chromodesk-resnet18.safetensors", "chromodesk/models/chromodesk-detector.json",
-                   "chromodesk/samples/103201.jpg", "chromodesk/samples/103201.xml", "chromodesk/cli.py"):
+                   "chromodesk/samples/103201.jpg", "chromodesk/samples/103201.xml", "chromodesk/cli.py",
+                   "chromodesk/web/index.html", "chromodesk/web/app.js"):
         assert inside in names, f"the wheel lacks {inside}"
 
     fresh = tmp_path / "fresh"
