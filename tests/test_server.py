@@ -431,6 +431,7 @@ def browser():
 def page(browser, server):
     context = browser.new_context(viewport={"width": 1360, "height": 900})
     tab = context.new_page()
+    tab.set_default_timeout(120_000)  # a loaded CI machine: waiting longer costs nothing when all is well
     tab.errors, tab.foreign = [], []
     tab.on("pageerror", lambda exc: tab.errors.append(str(exc)))
     tab.on("console", lambda msg: tab.errors.append(msg.text) if msg.type == "error" else None)
@@ -457,7 +458,7 @@ def test_browser_uploads_and_shows_the_result(page, server, direct):
     assert table_labels == sorted(r.label for r in direct.doc)
     for image in ("#annotated", "#karyogram"):
         page.wait_for_function(f"document.querySelector('{image}').complete && "
-                               f"document.querySelector('{image}').naturalWidth > 0", timeout=30_000)
+                               f"document.querySelector('{image}').naturalWidth > 0", timeout=120_000)
     for link in ("#dl-csv", "#dl-karyogram", "#dl-annotated", "#dl-voc"):
         href = page.get_attribute(link, "href")
         assert href and href.startswith("/api/results/")
