@@ -121,3 +121,17 @@ def test_fine_tuning_starts_from_the_given_bundle(tiny_crops, tmp_path, capsys):
     rc = main(["fit", *wrong_size, "--out", str(tmp_path / "bad"), "--init", str(base / "model.json")])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and err.count("\n") == 0 and "model.json" in err and "32 px" in err
+
+
+def test_orientation_tool_trains_and_reports_on_held_out_cases(tiny_crops, tmp_path):
+    """The p-arm orientation tool end to end on the tiny set: a run folder, a JSON report with
+    the split by case and accuracies that are shares of right answers."""
+    from training.orientation import main as orientation_main
+
+    report = tmp_path / "orientation.json"
+    assert orientation_main(["--data", str(tiny_crops), "--out", str(tmp_path / "run"), "--epochs", "2",
+                             "--json", str(report)]) == 0
+    result = json.loads(report.read_text())
+    assert set(result["cases"]) == {"train", "val", "test"} and result["crops"]["test"] > 0
+    assert 0.0 <= result["test_accuracy"] <= 1.0 and len(result["test_accuracy_per_class"]) == 24
+    assert (tmp_path / "run" / "best.pt").is_file()
