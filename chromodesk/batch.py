@@ -127,10 +127,32 @@ _WORKER: dict = {}
 
 
 def _init_worker(model, detector_arg, device: str, threads: int) -> None:
+    import cv2
     import torch
 
     torch.set_num_threads(threads)  # the cores are shared between the workers
+    cv2.setNumThreads(threads)
     _WORKER.update(load_models(model, detector_arg, device))
+
+
+def check_models(model, detector_arg) -> None:
+    """What the worker processes will load, checked here without torch (importing it would cost
+    this process seconds for nothing): the metadata reads and names weights that are there.
+    The workers verify checksums and shapes when they load."""
+    from chromodesk.bundled import models_dir
+    from chromodesk.core.safe_read import read_json, regular_file
+
+    bundles = [Path(model) if model else models_dir() / "chromodesk-resnet18.json"]
+    if detector_arg and detector_arg != "classical":
+        bundles.append(Path(detector_arg))
+    for given in bundles:
+        path = given.with_suffix(".json") if given.suffix in ("", ".safetensors") else given
+        if path.suffix != ".json":
+            raise InputError(given, "not a ChromoDesk model bundle (expected NAME.json with NAME.safetensors beside it)")
+        meta = read_json(path, 8 << 20, "model metadata")
+        if not isinstance(meta, dict) or not isinstance(meta.get("weights_file"), str):
+            raise InputError(path, "model metadata names no weights file")
+        regular_file(path.parent / Path(meta["weights_file"]).name, "model weights file")
 
 
 def _run_in_worker(job: Job, device: str, detect: bool, formats: list[str]) -> Outcome:
@@ -152,12 +174,19 @@ def load_models(model, detector_arg, device: str) -> dict:
     return {"classifier": classifier, "detector": detector}
 
 
+def worker_count(args, todo: list) -> int:
+    return max(1, min(int(args.workers or 1), len(todo) or 1))
+
+
 def run_jobs(jobs: list[Job], models: dict | None, args, formats: list[str]):
     """Outcomes in the order of ``jobs`` (skipped ones included), computed here or in workers."""
+    from concurrent.futures.process import BrokenProcessPool
+
     todo = [j for j in jobs if not is_done(j, formats)]
     skip = {id(j) for j in jobs} - {id(j) for j in todo}
-    workers = max(1, min(int(args.workers or 1), len(todo) or 1))
+    workers = worker_count(args, todo)
     if workers == 1:
+        models = models or load_models(args.model, args.detector, args.device)  # e.g. all but one up to date
         results = (analyze_one(j, models["classifier"], models["detector"], args.device, args.detect, formats)
                    for j in todo)
     else:
@@ -171,6 +200,9 @@ def run_jobs(jobs: list[Job], models: dict | None, args, formats: list[str]):
     try:
         for job in jobs:
             yield Outcome(str(job.image), skipped=True) if id(job) in skip else next(it)
+    except BrokenProcessPool:  # a worker could not load the models (or was killed): say so once
+        raise InputError(args.model or "the shipped model", "the worker processes could not load the models "
+                         "(run with --workers 1 to see why)") from None
     finally:
         if workers > 1:
             pool.shutdown(cancel_futures=True)

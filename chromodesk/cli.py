@@ -26,7 +26,7 @@ FORMATS = ("csv", "karyogram", "annotated", "voc")
 
 
 def cmd_analyze(args) -> int:
-    from chromodesk.batch import collect_jobs, load_models, run_jobs, write_summary
+    from chromodesk.batch import check_models, collect_jobs, load_models, run_jobs, write_summary
 
     formats = [f.strip() for f in args.formats.split(",") if f.strip()] if args.formats else []
     bad = [f for f in formats if f not in FORMATS]
@@ -50,8 +50,12 @@ def cmd_analyze(args) -> int:
     if not jobs:
         print(f"chromodesk: no images (JPEG, PNG, TIFF, BMP) in {' '.join(args.images)}", file=sys.stderr)
         return EXIT_USAGE
-    try:  # loaded here even when workers do the work: an unusable model is one line before any image
-        models = load_models(args.model, args.detector, args.device)
+    try:  # an unusable model is one line before any image
+        if args.workers > 1 and len(jobs) > 1:
+            check_models(args.model, args.detector)  # the workers load them; torch stays out of this process
+            models = None
+        else:
+            models = load_models(args.model, args.detector, args.device)
     except (InputError, RuntimeError) as exc:
         print(f"chromodesk: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -59,29 +63,39 @@ def cmd_analyze(args) -> int:
 
     status, outcomes = EXIT_OK, []
     bar = tqdm(total=len(jobs), unit="image", disable=len(jobs) < 2 or None, file=sys.stderr, leave=False)
-    for o in run_jobs(jobs, models, args, formats):
-        outcomes.append(o)
-        bar.update()
-        if o.skipped:
-            continue
-        if o.error:
-            bar.write(f"chromodesk: {o.error}", file=sys.stderr)
-            status = EXIT_SOME_FAILED
-            continue
-        for warning in o.warnings:
-            bar.write(f"warning: {warning}", file=sys.stderr)
-        if args.json:
-            print(json.dumps(o.payload), flush=True)
-        else:
-            print(o.text, flush=True)
-            for kind, path in o.written.items():
-                print(f"  wrote {kind}: {path}")
+    try:
+        for o in run_jobs(jobs, models, args, formats):
+            outcomes.append(o)
+            status = _report(o, args, bar, status)
+    except InputError as exc:  # the worker processes could not start
+        bar.close()
+        print(f"chromodesk: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     bar.close()
     skipped = sum(o.skipped for o in outcomes)
     if skipped:
         print(f"{skipped} image(s) skipped: their exports are newer than the image", file=sys.stderr)
     if args.out and formats and len(jobs) > 1:
         write_summary(Path(args.out), outcomes)
+    return status
+
+
+def _report(o, args, bar, status: int) -> int:
+    """One image's lines: its result on stdout, its warnings or its one-line error on stderr."""
+    bar.update()
+    if o.skipped:
+        return status
+    if o.error:
+        bar.write(f"chromodesk: {o.error}", file=sys.stderr)
+        return EXIT_SOME_FAILED
+    for warning in o.warnings:
+        bar.write(f"warning: {warning}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(o.payload), flush=True)
+    else:
+        print(o.text, flush=True)
+        for kind, path in o.written.items():
+            print(f"  wrote {kind}: {path}")
     return status
 
 

@@ -54,3 +54,15 @@ def test_a_folder_tree_with_two_workers_then_a_resumed_run(tmp_path):
     assert "2 image(s) skipped" in second.stderr
     again = {Path(r["image"]).name: r for r in csv.DictReader(io.StringIO((out / "summary.csv").read_text()))}
     assert again["1054073.jpg"] == by_image["1054073.jpg"] and len(again) == 4
+
+
+def test_an_unusable_model_with_workers_is_one_line_before_any_image(tmp_path):
+    tree = tmp_path / "cells"
+    tree.mkdir()
+    for stem in ("103201", "1051362"):
+        for suffix in (".jpg", ".xml"):
+            shutil.copy(SAMPLES / f"{stem}{suffix}", tree / f"{stem}{suffix}")
+    (tmp_path / "broken.json").write_text('{"model_id": "x"}')
+    run = analyze(tree, "--workers", "2", "--model", tmp_path / "broken.json")
+    assert run.returncode == 2 and run.stdout == ""
+    assert run.stderr.strip().splitlines() == [f"chromodesk: {tmp_path / 'broken.json'}: model metadata names no weights file"]
