@@ -49,7 +49,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from chromodesk import __version__
 from chromodesk.core.errors import InputError
 from chromodesk.core.export import csv_text, png_bytes, render_annotated, render_karyogram
-from chromodesk.core.imaging import _signature, load_gray
+from chromodesk.core.imaging import image_signature, load_gray
 from chromodesk.core.labels import CLASSES
 from chromodesk.core.limits import MAX_PIXELS, MB
 from chromodesk.core.preprocess import preprocess_crops
@@ -164,7 +164,7 @@ def _save(upload: UploadFile, folder: Path, fallback: str) -> tuple[Path, str]:
 def _check_image(path: Path, shown: str) -> None:
     """415 unless the first bytes are an image format the loader reads; 413 above the pixel limit
     (read from the header, before anything is decoded; ``load_gray`` checks it again)."""
-    if _signature(path) is None:
+    if image_signature(path) is None:
         raise ApiError(415, f"{shown}: not an image (its content is not JPEG, PNG, TIFF or BMP, "
                             "whatever its name says)")
     try:

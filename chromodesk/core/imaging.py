@@ -74,7 +74,7 @@ def load_gray(path: str | Path, max_pixels: int = MAX_PIXELS) -> LoadedImage:
     except InputError:
         raise
     except UnidentifiedImageError:
-        kind = _signature(path)
+        kind = image_signature(path)
         if kind is not None:  # e.g. a TIFF cut before its directory: the header is there, the rest is not
             problem = f"damaged or truncated {kind} image (the file starts like one but cannot be decoded)"
             raise InputError(path, problem) from None
@@ -98,7 +98,7 @@ _SIGNATURES = (
 )
 
 
-def _signature(path: Path) -> str | None:
+def image_signature(path: Path) -> str | None:
     """The image format a file's first bytes announce, or None."""
     try:
         with open(path, "rb") as fh:
