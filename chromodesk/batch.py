@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -21,7 +20,6 @@ from chromodesk.core.atomic import atomic_write_text
 from chromodesk.core.errors import InputError
 from chromodesk.core.imaging import SUPPORTED_SUFFIXES
 
-EXPORT_SUFFIXES = {"csv": ".csv", "karyogram": ".karyogram.png", "annotated": ".annotated.png", "voc": ".xml"}
 SUMMARY_COLUMNS = ("image", "status", "chromosomes", "karyotype", "anomalies", "cell_confidence", "boxes_source",
                    "problem")
 
@@ -66,6 +64,7 @@ def is_done(job: Job, formats: list[str]) -> bool:
     """Every export of the image exists and is newer than the image (and its annotation)."""
     if job.out_dir is None or not formats:
         return False
+    from chromodesk.core.export import export_targets
     from chromodesk.core.voc import find_annotation
 
     try:
@@ -73,7 +72,8 @@ def is_done(job: Job, formats: list[str]) -> bool:
         xml = Path(job.annotations) if job.annotations else find_annotation(job.image)
         if xml is not None:
             sources.append(xml.stat().st_mtime)
-        outputs = [(job.out_dir / f"{job.image.stem}{EXPORT_SUFFIXES[f]}").stat().st_mtime for f in formats]
+        targets = export_targets(job.out_dir, job.image.stem)
+        outputs = [targets[f].stat().st_mtime for f in formats]
     except OSError:
         return False
     return min(outputs) >= max(sources)
@@ -140,6 +140,7 @@ def check_models(model, detector_arg) -> None:
     this process seconds for nothing): the metadata reads and names weights that are there.
     The workers verify checksums and shapes when they load."""
     from chromodesk.bundled import models_dir
+    from chromodesk.core.limits import MAX_BUNDLE_JSON_BYTES
     from chromodesk.core.safe_read import read_json, regular_file
 
     bundles = [Path(model) if model else models_dir() / "chromodesk-resnet18.json"]
@@ -149,7 +150,7 @@ def check_models(model, detector_arg) -> None:
         path = given.with_suffix(".json") if given.suffix in ("", ".safetensors") else given
         if path.suffix != ".json":
             raise InputError(given, "not a ChromoDesk model bundle (expected NAME.json with NAME.safetensors beside it)")
-        meta = read_json(path, 8 << 20, "model metadata")
+        meta = read_json(path, MAX_BUNDLE_JSON_BYTES, "model metadata")
         if not isinstance(meta, dict) or not isinstance(meta.get("weights_file"), str):
             raise InputError(path, "model metadata names no weights file")
         regular_file(path.parent / Path(meta["weights_file"]).name, "model weights file")
@@ -235,7 +236,3 @@ def write_summary(out: Path, outcomes: list[Outcome]) -> Path:
                    "problem": o.error}
         writer.writerow(row)
     return atomic_write_text(path, buf.getvalue())
-
-
-def payload_line(o: Outcome) -> str:
-    return json.dumps(o.payload)

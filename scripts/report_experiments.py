@@ -145,8 +145,9 @@ def run_one(name: str, group: str, kind: str, cfg: TrainConfig, data: CropSet, p
     hist = metrics["history"]
     best = max(hist, key=lambda h: h["val_acc"])
     weights = run / "model.safetensors"
-    params = sum(p.numel() for p in __import__("chromodesk.inference.network", fromlist=["ChromosomeNet"])
-                 .ChromosomeNet(cfg.arch).parameters())
+    from chromodesk.inference.network import ChromosomeNet
+
+    params = sum(p.numel() for p in ChromosomeNet(cfg.arch).parameters())
     test = metrics["test"]
     return {
         "name": name, "group": group, "data": kind,

@@ -26,6 +26,8 @@ from .atomic import atomic_write_text
 from .document import Karyotype, now_iso
 from .errors import InputError
 from .karyotype import iscn_string
+from .limits import MAX_SESSION_BYTES
+from .safe_read import read_json
 
 # standard practice (e.g. ACMG / ACC guidelines for constitutional studies)
 MIN_COUNTED, MIN_ANALYSED, MIN_KARYOTYPED = 20, 5, 2
@@ -179,10 +181,10 @@ def case_state(folder: str | Path) -> dict:
     path = case_file(folder)
     if not path.is_file():
         return {"signed_off": None, "history": []}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(path, f"case file is damaged ({exc})") from None
+    try:  # the safe reader: size limit, no runaway nesting or numbers
+        data = read_json(path, MAX_SESSION_BYTES, "case file")
+    except InputError as exc:
+        raise InputError(path, f"case file is damaged ({exc.problem})") from None
     if not isinstance(data, dict) or not isinstance(data.get("history", []), list):
         raise InputError(path, "not a ChromoDesk case file")
     signed = data.get("signed_off")

@@ -35,7 +35,7 @@ from .preprocess import (
     tight,
 )
 from .errors import InputError
-from .voc import voc_bytes, write_voc
+from .voc import voc_bytes
 
 CSV_COLUMNS: tuple[str, ...] = (
     "id", "xmin", "ymin", "xmax", "ymax", "predicted", "confidence", "second", "second_p", "third", "third_p",
@@ -504,6 +504,13 @@ def write_annotated_png(doc: Karyotype, gray: np.ndarray, path: str | Path) -> P
     return write_png(render_annotated(doc, gray), path)
 
 
+def export_targets(out_dir: Path, stem: str) -> dict[str, Path]:
+    """Where each export format of the image ``stem`` goes under ``out_dir``."""
+    stem = stem or "cell"
+    return {"csv": out_dir / f"{stem}.csv", "karyogram": out_dir / f"{stem}.karyogram.png",
+            "annotated": out_dir / f"{stem}.annotated.png", "voc": out_dir / f"{stem}.xml"}
+
+
 def export_all(doc: Karyotype, gray: np.ndarray, out_dir: str | Path,
                formats: Iterable[str] = EXPORT_FORMATS, iscn: str | None = None,
                cfg: PreprocessConfig = PreprocessConfig()) -> dict[str, Path]:
@@ -518,20 +525,11 @@ def export_all(doc: Karyotype, gray: np.ndarray, out_dir: str | Path,
         raise ValueError(f"unknown export format(s) {', '.join(map(repr, unknown))}; "
                          f"choose from {', '.join(EXPORT_FORMATS)}")
     out_dir = Path(out_dir)
-    stem = Path(doc.image_path).stem or "cell"
-    targets = {
-        "csv": out_dir / f"{stem}.csv",
-        "karyogram": out_dir / f"{stem}.karyogram.png",
-        "annotated": out_dir / f"{stem}.annotated.png",
-        "voc": out_dir / f"{stem}.xml",
-    }
+    targets = export_targets(out_dir, Path(doc.image_path).stem)
     if "voc" in formats and doc.annotation_path and _same_file(targets["voc"], Path(doc.annotation_path)):
         raise ValueError(f"exporting VOC to {targets['voc']} would overwrite the source annotation file; "
                          "choose another output folder")
-    problem = output_folder_problem(Path(out_dir))
-    if problem:
-        raise InputError(out_dir, problem)
-    created = not Path(out_dir).is_dir()
+    created = not out_dir.is_dir() and output_folder_problem(out_dir) is None
     folder = output_folder(out_dir)
     for fmt in formats:
         if targets[fmt].is_dir():
