@@ -786,7 +786,8 @@ class Workspace(QObject):
             self.open_image(cell.image_path, reload=True)
             return
         cell.blocked_by = owner or cell.blocked_by
-        self.message.emit(self._read_only_text(cell) + " (the change was not made)")
+        # what happened comes first: a narrow window's status bar shows only the start of a line
+        self.message.emit("Read-only here: the change was not made. " + self._read_only_text(cell))
 
     def shutdown(self) -> None:
         """The window closes: the last change saved (relabelled first, if that was due), every job
