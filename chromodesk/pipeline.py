@@ -22,7 +22,8 @@ from chromodesk.core.errors import InputError
 from chromodesk.core.imaging import LoadedImage, load_gray
 from chromodesk.core.karyotype import CellAnalysis, analyse_cell
 from chromodesk.core.labels import CLASSES
-from chromodesk.core.preprocess import preprocess_cell
+from chromodesk.core.outline import mask_outline
+from chromodesk.core.preprocess import CellCrops, mask_regions, preprocess_cell
 from chromodesk.core.voc import find_annotation, read_voc
 
 if TYPE_CHECKING:
@@ -51,6 +52,8 @@ class AnalysisResult:
                 "origin": r.origin,
                 "not_a_chromosome": r.rejected,
                 "reject_probability": round(float(r.reject_probability), 4) if r.reject_probability is not None else None,
+                # the mask's outer contour in image pixels (null: no mask network, threshold inside the box)
+                "outline": [list(p) for p in r.outline] if r.outline else None,
             }
             if r.unknown_name:
                 entry["file_name"] = r.file_name
@@ -132,7 +135,7 @@ def open_cell(image_path: str | Path, annotations: str | Path | None = None, det
 def classify_document(doc: Karyotype, gray: np.ndarray, classifier: "Classifier") -> CellAnalysis:
     """Predict every record, then assign labels at the cell level (confirmed labels are fixed)."""
     records = list(doc)
-    crops = preprocess_cell(gray, [r.box for r in records], classifier.preprocess)
+    crops = preprocess_cell(gray, [r.box for r in records], classifier.preprocess, segment=segment_of(classifier))
     for info, r in zip(crops.raw, records):
         info["box"] = r.box.as_list()  # as in the app's classification job; ignored by real models
     if hasattr(classifier, "predict_cell"):
@@ -140,11 +143,46 @@ def classify_document(doc: Karyotype, gray: np.ndarray, classifier: "Classifier"
     else:  # a classifier without the "not a chromosome" outcome (e.g. a lab's own wrapper)
         probs = classifier.predict(crops)
         reject_p, rejected = [None] * len(records), [False] * len(records)
-    for record, p, rp, rej in zip(records, probs, reject_p, rejected):
+    ends = orient_crops(gray, [r.box for r in records], crops, classifier)
+    outlines = crop_outlines(crops, [r.box for r in records], classifier.preprocess, gray.shape)
+    for record, p, rp, rej, (angle, p_up), outline in zip(records, probs, reject_p, rejected, ends, outlines):
         doc.set_prediction(record.id, p, classifier.model_id,
                            reject_probability=None if rp is None or not getattr(classifier, "has_reject", False) else rp,
-                           rejected=bool(rej))
+                           rejected=bool(rej), angle=angle, p_up=p_up, outline=outline)
     return reassign(doc)
+
+
+def crop_outlines(crops: CellCrops, boxes: list[Box], cfg, shape: tuple[int, int]) -> list:
+    """Per crop: the outline of the mask that separated it from its neighbours (image pixels), or
+    None where none did."""
+    if crops.masks is None:
+        return [None] * len(boxes)
+    regions = mask_regions(boxes, cfg, shape[1], shape[0])
+    return [None if m is None else mask_outline(m, r) for m, r in zip(crops.masks, regions)]
+
+
+def segment_of(classifier):
+    """The mask network's ``masks`` when the classifier carries one (test doubles and a lab's own
+    wrappers may not: their crops are cut by threshold alone, as before)."""
+    segmenter = getattr(classifier, "segmenter", None)
+    return segmenter.masks if segmenter is not None else None
+
+
+def orient_crops(gray: np.ndarray, boxes: list[Box], crops: CellCrops, classifier) -> list[tuple]:
+    """Per crop: (the angle it was turned upright by, P(p-arm up) of it as each of the 24 classes),
+    from the classifier's orientation network; (None, None) each where it has none. All 24 classes
+    now, so that the karyogram follows a later label correction without the network."""
+    orienter = getattr(classifier, "orienter", None)
+    if orienter is None:
+        return [(None, None)] * len(boxes)
+    if classifier.preprocess != orienter.crop_config:
+        # crops as the network was trained on, cut by the same outlines (same margin: same regions)
+        same = crops.masks if orienter.crop_config.margin == classifier.preprocess.margin else None
+        crops = preprocess_cell(gray, boxes, orienter.crop_config, outlines=same)
+    p_up = np.asarray(orienter.p_up(crops.images), dtype=np.float64)
+    if p_up.shape != (len(boxes), len(CLASSES)):
+        raise ValueError(f"orientation network returned {p_up.shape}, expected ({len(boxes)}, {len(CLASSES)})")
+    return [(float(info["angle"]), tuple(row)) for info, row in zip(crops.raw, p_up)]
 
 
 def reassign(doc: Karyotype) -> CellAnalysis:

@@ -55,6 +55,24 @@ def test_analyze_json_has_every_chromosome_with_probabilities(sample, random_bun
     assert sum(result["counts"].values()) == 46
 
 
+def test_analyze_json_gives_each_chromosome_its_outline_inside_its_box(sample, random_bundle, capsys):
+    """The shipped mask network outlines every chromosome: a closed contour in image pixels that
+    stays within a few pixels of its box (the crop's margin) and covers most of it."""
+    assert main(["analyze", str(sample), "--model", str(random_bundle), "--json", "--device", "cpu"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    outlined = [c for c in result["chromosomes"] if c["outline"]]
+    assert len(outlined) >= 44
+    for c in outlined:
+        x0, y0, x1, y1 = c["box"]
+        pts = np.array(c["outline"])
+        assert pts.shape[1] == 2 and len(pts) >= 3
+        assert pts[:, 0].min() >= x0 - 5 and pts[:, 0].max() <= x1 + 5
+        assert pts[:, 1].min() >= y0 - 5 and pts[:, 1].max() <= y1 + 5
+        # a chromosome's outline spans most of the long side of its box
+        span = max(np.ptp(pts[:, 0]) / max(x1 - x0, 1), np.ptp(pts[:, 1]) / max(y1 - y0, 1))
+        assert span > 0.6
+
+
 def test_analyze_writes_every_format(sample, random_bundle, tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["analyze", str(sample), "--model", str(random_bundle), "--out", str(out)]) == 0

@@ -231,6 +231,39 @@ def cmd_reject(args) -> int:
     return 0
 
 
+def cmd_masks(args) -> int:
+    from .masks import MaskTrainConfig, fit_masks
+
+    run = Path(args.out)
+    split = json.loads((run / "split.json").read_text()) if args.resume and (run / "split.json").is_file() else _split_for(args.split_file)
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "split.json").write_text(json.dumps(split, indent=0, sort_keys=True))
+    cfg = MaskTrainConfig(batch_size=args.batch_size, lr=args.lr, epochs=args.epochs,
+                          samples_per_epoch=args.samples_per_epoch, gband_share=args.gband_share if args.gband else 0.0,
+                          gband_images=tuple(args.gband_images), seed=args.seed, threads=args.threads)
+    result = fit_masks(args.polygons, args.gband, split, cfg, run, resume=args.resume, quiet=args.quiet)
+    print(f"bundle: {result['bundle']} (threshold {result['threshold']:.2f}, chosen on validation cells)")
+    return 0
+
+
+def cmd_evaluate_masks(args) -> int:
+    from chromodesk.core.atomic import atomic_write_text
+
+    from .masks import evaluate_masks
+
+    result = evaluate_masks(args.model, args.polygons, args.gband, _split_for(args.split_file), args.split,
+                            args.synthetic, quiet=args.quiet)
+    if args.json:
+        atomic_write_text(args.json, json.dumps(result, indent=1))
+    for name in ("polygon_set", "gband_synthetic"):
+        if name in result:
+            net, base = result[name]["network"], result[name]["threshold_largest_component"]
+            print(f"{name}: mask IoU isolated {net['isolated']} (threshold {base['isolated']}), touching/crossing "
+                  f"{net['touching_or_crossing']} (threshold {base['touching_or_crossing']}); "
+                  f"n = {net['n_isolated']} + {net['n_touching_or_crossing']}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="chromodesk-train", description="Train and evaluate ChromoDesk classifiers.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -324,6 +357,32 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--quiet", action="store_true")
     r.set_defaults(func=cmd_reject)
+    m = sub.add_parser("masks", help="train the mask network (one mask per chromosome, crossings separated)")
+    m.add_argument("--polygons", required=True, help="the polygon metaphase folder (images/ + polygons/)")
+    m.add_argument("--gband", default=None, help="VOC G-band metaphases: isolated chromosomes with pasted crossings")
+    m.add_argument("--out", required=True, help="run folder (checkpoint, history, segmenter bundle)")
+    m.add_argument("--split-file", default=None, help="case split for the G-band images (default: the shipped classifier's)")
+    m.add_argument("--epochs", type=int, default=30)
+    m.add_argument("--samples-per-epoch", type=int, default=4000)
+    m.add_argument("--batch-size", type=int, default=32)
+    m.add_argument("--lr", type=float, default=2e-3)
+    m.add_argument("--gband-share", type=float, default=0.5)
+    m.add_argument("--gband-images", type=int, nargs=3, default=[300, 40, 60], metavar=("TRAIN", "VAL", "TEST"))
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--threads", type=int, default=1)
+    m.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    m.add_argument("--quiet", action="store_true")
+    m.set_defaults(func=cmd_masks)
+    em = sub.add_parser("evaluate-masks", help="mask IoU on held-out cells: network vs threshold + largest component")
+    em.add_argument("--model", default=None, help="segmenter bundle (.json); default: the shipped one")
+    em.add_argument("--polygons", required=True)
+    em.add_argument("--gband", default=None)
+    em.add_argument("--split", default="test", choices=["test", "val", "train"])
+    em.add_argument("--split-file", default=None)
+    em.add_argument("--synthetic", type=int, default=600, help="G-band made crossings to measure")
+    em.add_argument("--json", default=None)
+    em.add_argument("--quiet", action="store_true")
+    em.set_defaults(func=cmd_evaluate_masks)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

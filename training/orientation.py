@@ -1,8 +1,12 @@
 """Which end is the p-arm: a small network that tells an upright chromosome from the same one
-turned upside down (issue 14's orientation, measured; not yet used by the karyogram).
+turned upside down (issue 14's orientation; the karyogram stands each chromosome p-arm up by it).
 
     python -m training.orientation --data ../shared/datasets/gband-karyogram-chromosomes \
         --out runs/orientation [--epochs 12] [--json docs/orientation-test.json]
+    python scripts/ship_orientation.py runs/orientation      # -> models/chromodesk-orientation.*
+
+The run folder gets ``best.pt`` (checkpoint) and the bundle ``orientation.json`` +
+``orientation.safetensors`` with the test figures in its metadata.
 
 Truth: the crops of ``gband-karyogram-chromosomes`` come from technicians' karyograms, upright
 with the p-arm up. Each crop is preprocessed without the upright turn (it is upright already),
@@ -27,30 +31,12 @@ import torch.nn.functional as F
 from chromodesk.core.atomic import atomic_write_text
 from chromodesk.core.labels import CLASSES
 from chromodesk.core.preprocess import PreprocessConfig
+from chromodesk.inference.orientation import OrientationMeta, save_orientation
+from chromodesk.inference.orientation_net import OrientationNet
 
 from .data import load_source, make_split, split_index
 
-
-class OrientationNet(nn.Module):
-    """Four conv blocks (64 -> 4 px) and a head that also reads the class: P(p-arm up)."""
-
-    def __init__(self, width: int = 24, classes: int = len(CLASSES)):
-        super().__init__()
-        chans = [1, width, width * 2, width * 4, width * 5]
-        blocks = []
-        for a, b in zip(chans, chans[1:]):  # one conv per scale: ~30M multiply-adds, fast on one CPU core
-            blocks += [nn.Conv2d(a, b, 3, padding=1, bias=False), nn.BatchNorm2d(b), nn.ReLU(inplace=True),
-                       nn.MaxPool2d(2)]
-        self.features = nn.Sequential(*blocks)
-        self.embed = nn.Embedding(classes, 16)
-        # the vertical layout matters (which end is which): keep the rows, pool only across
-        self.head = nn.Sequential(nn.Linear(chans[-1] * 4 + 16, 128), nn.ReLU(inplace=True), nn.Dropout(0.2),
-                                  nn.Linear(128, 1))
-
-    def forward(self, x: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-        f = self.features(x)  # N x C x 4 x 4
-        f = f.mean(dim=3).flatten(1)  # N x (C * 4): one value per channel and row band
-        return self.head(torch.cat([f, self.embed(label)], dim=1)).squeeze(1)
+__all__ = ["OrientationNet", "main", "make_bundle"]  # OrientationNet lives in the inference layer now
 
 
 def batches(images: np.ndarray, labels: np.ndarray, rng: np.random.Generator, batch: int, augment: bool):
@@ -140,7 +126,23 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps({k: v for k, v in result.items() if k not in ("history", "test_accuracy_per_class")}))
     if args.json:
         atomic_write_text(args.json, json.dumps(result, indent=1))
+    print(f"bundle: {make_bundle(model, result, out / 'orientation')}")
     return 0
+
+
+def make_bundle(model: nn.Module, result: dict, stem: Path, model_id: str | None = None) -> Path:
+    """The run as a bundle (safetensors + JSON): the report's test figures go into its metadata."""
+    width = model.features[0].out_channels
+    model_id = model_id or f"orientation-w{width}-{time.strftime('%Y%m%d-%H%M%S')}"
+    keep = ("data", "split", "crops", "cases", "best_val_accuracy", "epochs", "parameters", "threads")
+    training = {k: result[k] for k in keep if k in result}
+    training["preprocess_note"] = "karyogram crops, already upright: preprocessed with upright=False"
+    metrics = {"test": {"accuracy": result.get("test_accuracy"), "accuracy_per_class": result.get("test_accuracy_per_class"),
+                        "crops": (result.get("crops") or {}).get("test"), "cases": (result.get("cases") or {}).get("test"),
+                        "note": result.get("note", "")}}
+    meta = OrientationMeta(model_id=model_id, width=width,
+                           preprocess=PreprocessConfig(upright=False), training=training, metrics=metrics)
+    return save_orientation(model.cpu().eval(), meta, stem)
 
 
 if __name__ == "__main__":

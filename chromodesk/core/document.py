@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Callable, Iterator
 
-from .labels import CLASSES
+from .labels import CLASS_INDEX, CLASSES
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,24 @@ class ChromosomeRecord:
     auto_rejected: bool = False
     excluded: bool | None = None  # True: technician says not a chromosome; False: says it is one
     origin: str | None = None  # where the box came from: annotations | detected | drawn
+    # which end is up in the karyogram: the angle its classifier crop was turned upright by, and
+    # P(p-arm up) of that crop as each of the 24 classes (None without an orientation network)
+    angle: float | None = None
+    p_up: tuple[float, ...] | None = None
+    turned: bool | None = None  # technician: True = turned 180 degrees from that crop, False = as it is
+    # the chromosome's outer contour in image pixels, as the mask network drew it (None: threshold
+    # + largest component inside the box, as before); its classifier crop and karyogram use it
+    outline: tuple[tuple[int, int], ...] | None = None
+
+    @property
+    def shown_turned(self) -> bool:
+        """Whether the karyogram turns it 180 degrees from its upright crop: the technician's word,
+        else the network's for the label shown (the p-arm goes up), else not."""
+        if self.turned is not None:
+            return self.turned
+        if self.p_up is None or self.label not in CLASS_INDEX:
+            return False
+        return self.p_up[CLASS_INDEX[self.label]] < 0.5
 
     @property
     def rejected(self) -> bool:
@@ -121,7 +139,7 @@ class ChromosomeRecord:
 
 @dataclass(frozen=True)
 class Event:
-    """What changed: ``kind`` is one of added, removed, box, prediction, label, cell, reset."""
+    """What changed: ``kind`` is one of added, removed, box, prediction, label, turn, cell, reset."""
 
     kind: str
     record_id: str | None = None
@@ -191,16 +209,19 @@ class Karyotype:
         record = self.records[record_id]
         record.box = box.clipped(self.width, self.height)
         record.box_revision += 1
-        # a moved box is a different picture: its old prediction no longer applies
+        # a moved box is a different picture: its old prediction (and which end is up) no longer applies
         record.predicted = record.probabilities = record.assigned = record.reject_probability = None
+        record.angle = record.p_up = record.turned = record.outline = None
         record.auto_rejected = False
         self._emit("box", record_id)
 
     def set_prediction(
         self, record_id: str, probabilities, model_id: str | None, *, box_revision: int | None = None,
         reject_probability: float | None = None, rejected: bool = False,
+        angle: float | None = None, p_up=None, outline=None,
     ) -> bool:
-        """Store classifier output; ignored (returns False) if the box changed since the job began."""
+        """Store classifier output (with the crop's angle and P(p-arm up) per class, when an
+        orientation network ran); ignored (returns False) if the box changed since the job began."""
         record = self.records.get(record_id)
         if record is None or (box_revision is not None and box_revision != record.box_revision):
             return False
@@ -210,6 +231,9 @@ class Karyotype:
         record.model_id = model_id
         record.reject_probability = None if reject_probability is None else float(reject_probability)
         record.auto_rejected = bool(rejected)
+        record.angle = None if angle is None else float(angle)
+        record.p_up = None if p_up is None else tuple(float(p) for p in p_up)
+        record.outline = None if outline is None else tuple((int(x), int(y)) for x, y in outline)
         self._emit("prediction", record_id)
         return True
 
@@ -239,7 +263,13 @@ class Karyotype:
             record.final = record.confirmed_by = record.confirmed_at = None
         self._emit("label", record_id)
 
-    _PREDICTION_FIELDS = ("probabilities", "predicted", "assigned", "model_id", "reject_probability", "auto_rejected")
+    def set_turned(self, record_id: str, turned: bool | None) -> None:
+        """The technician's word on which end is up in the karyogram (None: back to the network's)."""
+        self.records[record_id].turned = turned
+        self._emit("turn", record_id)
+
+    _PREDICTION_FIELDS = ("probabilities", "predicted", "assigned", "model_id", "reject_probability", "auto_rejected",
+                          "angle", "p_up", "outline")
 
     def snapshot_predictions(self) -> dict[str, tuple]:
         """Every record's classifier output and assignment, to put back on undo: with a cell-context

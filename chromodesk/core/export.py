@@ -5,8 +5,9 @@ headless run and the app produce the same files. Every write is atomic.
 
 The karyogram follows the ISCN layout (1-5 / 6-12 + X / 13-18 / 19-22 + Y, Denver
 groups separated), shows each chromosome's original grey pixels inside its mask on
-white, turned upright, and draws all chromosomes at one common scale: relative length
-is diagnostic, so no chromosome is stretched to fill its slot.
+white, turned upright with the p-arm up (the orientation network's answer stored with the
+record, or the technician's turn), and draws all chromosomes at one common scale: relative
+length is diagnostic, so no chromosome is stretched to fill its slot.
 """
 
 from __future__ import annotations
@@ -33,8 +34,11 @@ from .preprocess import (
     needs_inversion,
     rotate_upright,
     tight,
+    upright_top,
 )
 from .errors import InputError
+from .outline import outline_mask, outlines_json
+from .straighten import straighten
 from .voc import voc_bytes
 
 CSV_COLUMNS: tuple[str, ...] = (
@@ -128,13 +132,17 @@ def _check_gray(doc: Karyotype, gray: np.ndarray) -> np.ndarray:
 
 
 # -- karyogram -------------------------------------------------------------------------------
-def chromosome_ink(doc: Karyotype, gray: np.ndarray, cfg: PreprocessConfig = PreprocessConfig()) -> dict[str, np.ndarray]:
+def chromosome_ink(doc: Karyotype, gray: np.ndarray, cfg: PreprocessConfig = PreprocessConfig(),
+                   straighten_bent: bool = True) -> dict[str, np.ndarray]:
     """Per record: its upright, tightly cropped darkness (0 = background) at image pixel scale.
 
     The mask comes from the same segmentation as the classifier input; the pixels are
     the original ones (inverted once for light-on-dark stains so that every karyogram
     reads dark on white). Darkness rather than grey is rotated so that the canvas the
     rotation adds, and the interpolated mask edge, fade to white instead of black.
+    Which end is up: the end that was up in the classifier's crop (its stored angle), turned
+    180 degrees where ``record.shown_turned`` says so (p-arm up, or the technician's turn).
+    A bent chromosome is straightened along its centre line (``core.straighten``).
     """
     gray = _check_gray(doc, gray)
     enhanced = enhance_image(gray, cfg)
@@ -144,21 +152,46 @@ def chromosome_ink(doc: Karyotype, gray: np.ndarray, cfg: PreprocessConfig = Pre
     for record in doc:
         if record.box.is_empty():
             continue
-        _, mask = isolate(enhanced, record.box, cfg)
-        src, region = crop_with_margin(darkness, record.box, cfg.margin)
-        b = record.box
-        mask = detach_neighbours(mask, Box(b.xmin - region.xmin, b.ymin - region.ymin,
-                                           b.xmax - region.xmin, b.ymax - region.ymin))
-        ink = (src * mask).astype(np.uint8)
-        ink, rmask = rotate_upright(ink, mask, long_axis_angle(mask))
+        ink, mask = chromosome_piece(enhanced, darkness, record.box, cfg, record.outline)
+        angle = same_end_up(long_axis_angle(mask), record.angle)
+        # bent: straightened along its centre line, the end the upright turn puts on top on top
+        straight = straighten(ink, mask, top=upright_top(mask.shape, angle)) if straighten_bent else None
+        ink, rmask = straight if straight is not None else rotate_upright(ink, mask, angle)
         support = ((rmask > 0) | (ink > 0)).astype(np.uint8)
         if not support.any():
             continue
         ink, _ = tight(ink, support)
-        out[record.id] = ink
+        out[record.id] = np.ascontiguousarray(ink[::-1, ::-1]) if record.shown_turned else ink
     return out
 
 
+def chromosome_piece(enhanced: np.ndarray, darkness: np.ndarray, box: Box, cfg: PreprocessConfig,
+                     outline=None) -> tuple[np.ndarray, np.ndarray]:
+    """One chromosome as cut from the image: its darkness inside its mask, and the mask (the
+    classifier's segmentation: inside its outline when the mask network drew one, else with
+    pieces of touching neighbours cut off)."""
+    src, region = crop_with_margin(darkness, box, cfg.margin)
+    _, mask = isolate(enhanced, box, cfg, outline_mask(outline, region) if outline else None)
+    detached = detach_neighbours(mask, Box(box.xmin - region.xmin, box.ymin - region.ymin,
+                                           box.xmax - region.xmin, box.ymax - region.ymin))
+    # an outline can still take in the stub of a crossing partner where the box cuts it: cut such
+    # stubs, but never a large part (a narrow crossing can look like a neck of the chromosome itself)
+    if not outline or detached.sum() >= OUTLINE_KEEP * mask.sum():
+        mask = detached
+    return (src * mask).astype(np.uint8), mask
+
+
+def same_end_up(angle: float, stored: float | None) -> float:
+    """``angle`` (this mask's long axis), or the same axis taken the other way round (+-180
+    degrees), whichever is nearer the classifier crop's ``stored`` angle: the karyogram keeps
+    its own mask's axis (neighbours detached), and the end that was up in the crop the
+    orientation network judged stays up. Moment angles near +-90 degrees flip between masks."""
+    if stored is None:
+        return angle
+    return min((angle - 180.0, angle, angle + 180.0), key=lambda a: abs(a - stored))
+
+
+OUTLINE_KEEP = 0.8  # inside an outline, cutting at a neck may remove at most a fifth of the mask
 NECK_FRACTION = 0.6  # contacts narrower than this share of a chromosome's width are cut
 
 
@@ -297,7 +330,11 @@ def layout_karyogram(doc: Karyotype, gray: np.ndarray, cfg: PreprocessConfig = P
     rows = [_row_groups(row) for row in KARYOGRAM_ROWS]
     min_row_w = [sum(sum(slot_width(c) for c in g) + style.slot_gap * (len(g) - 1) for g in groups)
                  + style.group_gap * (len(groups) - 1) for groups in rows]
-    inner_w = max(min_row_w + [900])
+    # the header's count and review status share one line: the figure is at least as wide as both
+    sub = f"{len(doc.chromosomes())} chromosomes" + (f", {len(unassigned)} unassigned" if unassigned else "")
+    status = review_status(doc)
+    header_w = _text_size(sub, 0.6, 1)[0] + 40 + _text_size(status, 0.5, 1)[0]
+    inner_w = max(min_row_w + [900, header_w])
 
     title_h = 74
     row_heights = []
@@ -332,10 +369,8 @@ def layout_karyogram(doc: Karyotype, gray: np.ndarray, cfg: PreprocessConfig = P
     name = Path(doc.image_path).name or "karyogram"
     _, th, _ = _text_size(name, 0.95, 2, FONT_BOLD)
     _put(canvas, name, left, y + th, 0.95, INK, 2, FONT_BOLD)
-    sub = f"{len(doc.chromosomes())} chromosomes" + (f", {len(unassigned)} unassigned" if unassigned else "")
     _put(canvas, sub, left, y + th + 30, 0.6, MUTED, 1)
     # review status: a karyogram of suggestions must not pass for a reviewed one
-    status = review_status(doc)
     sw, _, _ = _text_size(status, 0.5, 1)
     _put(canvas, status, right - sw, y + th + 30, 0.5, ALERT if "suggest" in status else MUTED, 1)
     if iscn:
@@ -429,7 +464,9 @@ _LEGEND = (("confirmed", "confirmed"), ("high", ">= 0.90"), ("medium", "0.60 - 0
 
 
 def render_annotated(doc: Karyotype, gray: np.ndarray) -> np.ndarray:
-    """The image with every box, its label and confidence, coloured by review state; legend below."""
+    """The image with every box, its label and confidence, coloured by review state; legend below.
+    Where the mask network outlined a chromosome, the outline is drawn and its box only thinly:
+    the outline is what was classified and goes into the karyogram."""
     gray = _check_gray(doc, gray)
     h, w = gray.shape
     fs = float(np.clip(min(w, h) / 1500.0, 0.4, 1.2))  # text readable at the image's own size
@@ -443,7 +480,12 @@ def render_annotated(doc: Karyotype, gray: np.ndarray) -> np.ndarray:
         b = r.box
         if b.is_empty():
             continue
-        cv2.rectangle(canvas, (b.xmin, b.ymin), (b.xmax - 1, b.ymax - 1), STATE_COLOURS[record_state(r)], thick)
+        colour = STATE_COLOURS[record_state(r)]
+        if r.outline and not r.rejected:
+            cv2.rectangle(canvas, (b.xmin, b.ymin), (b.xmax - 1, b.ymax - 1), colour, 1)
+            cv2.polylines(canvas, [np.asarray(r.outline, np.int32)], True, colour, thick, cv2.LINE_AA)
+        else:
+            cv2.rectangle(canvas, (b.xmin, b.ymin), (b.xmax - 1, b.ymax - 1), colour, thick)
     # tags after all boxes so that no box line crosses a tag
     for r in records:
         b = r.box
@@ -593,6 +635,7 @@ def _same_file(a: Path, b: Path) -> bool:
 
 __all__ = [
     "CSV_COLUMNS", "EXPORT_FORMATS", "KaryogramFigure", "KaryogramStyle", "chromosome_ink", "csv_row", "csv_text",
-    "export_all", "layout_karyogram", "record_state", "render_annotated", "render_karyogram", "write_annotated_png",
+    "export_all", "layout_karyogram", "record_state", "render_annotated", "render_karyogram", "same_end_up",
+    "write_annotated_png",
     "write_csv", "write_karyogram_png", "write_png",
 ]

@@ -19,3 +19,5 @@ MAX_SESSION_BYTES = 32 * MB
 #: a model bundle's JSON metadata (~0.1 MB) and its weights (the largest architecture ~100 MB)
 MAX_BUNDLE_JSON_BYTES = 8 * MB
 MAX_WEIGHTS_BYTES = 1024 * MB
+#: points of one chromosome outline in a session (a simplified contour has ~20-80)
+MAX_OUTLINE_POINTS = 4000

@@ -20,7 +20,7 @@ import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -69,6 +69,7 @@ class CellCrops:
     images: np.ndarray  # uint8, N x size x size, chromosome bright on black
     features: np.ndarray  # float32, N x len(FEATURE_NAMES), relative to the cell
     raw: list[dict] = field(default_factory=list)  # per crop: area, length, width, density, angle
+    masks: list[np.ndarray | None] | None = None  # per crop: the outline used (over ``mask_regions``), if any
 
 
 # -- whole-image steps ---------------------------------------------------------------
@@ -182,6 +183,15 @@ def rotate_upright(patch: np.ndarray, mask: np.ndarray, angle: float) -> tuple[n
     return rotated, rmask
 
 
+def upright_top(shape: tuple[int, int], angle: float) -> tuple[float, float]:
+    """A point (x, y) of the unrotated patch far towards the end that ``rotate_upright`` with
+    ``angle`` puts on top: what another way of standing it up must also put on top."""
+    h, w = shape
+    inverse = cv2.invertAffineTransform(cv2.getRotationMatrix2D((w / 2.0, h / 2.0), angle - 90.0, 1.0))
+    x, y = inverse @ np.array([w / 2.0, h / 2.0 - 10.0 * max(h, w), 1.0])
+    return float(x), float(y)
+
+
 def tight(patch: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ys, xs = np.nonzero(mask)
     if len(ys) == 0:
@@ -203,11 +213,21 @@ def resize(patch: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(patch, (size, size), interpolation=interp)
 
 
-def isolate(enhanced: np.ndarray, box: Box, cfg: PreprocessConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Masked patch and mask of the chromosome in ``box`` (polarity already canonical)."""
+def isolate(enhanced: np.ndarray, box: Box, cfg: PreprocessConfig, outline: np.ndarray | None = None
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Masked patch and mask of the chromosome in ``box`` (polarity already canonical).
+
+    ``outline``: where the chromosome is, as the mask network (or the technician) says, over the
+    same margin-grown region (0/1). The threshold then only decides the ink inside it, so a
+    crossing or touching neighbour's ink stays out while the chromosome keeps its usual edge.
+    """
     patch, region = crop_with_margin(enhanced, box, cfg.margin)
     inner = Box(box.xmin - region.xmin, box.ymin - region.ymin, box.xmax - region.xmin, box.ymax - region.ymin)
-    mask = main_component(otsu_mask(patch, cfg.morph_kernel), inner)
+    binary = otsu_mask(patch, cfg.morph_kernel)
+    if outline is not None and outline.shape == binary.shape and outline.any():
+        within = binary & outline.astype(np.uint8)
+        binary = within if within.sum() >= 0.25 * outline.sum() else outline.astype(np.uint8)
+    mask = main_component(binary, inner)
     # the margin gives Otsu some background; pixels beyond box+2 belong to neighbours
     keep = np.zeros_like(mask)
     keep[max(inner.ymin - 2, 0) : inner.ymax + 2, max(inner.xmin - 2, 0) : inner.xmax + 2] = 1
@@ -215,9 +235,10 @@ def isolate(enhanced: np.ndarray, box: Box, cfg: PreprocessConfig) -> tuple[np.n
     return patch * mask, mask
 
 
-def chromosome_crop(enhanced: np.ndarray, box: Box, cfg: PreprocessConfig) -> tuple[np.ndarray, dict]:
+def chromosome_crop(enhanced: np.ndarray, box: Box, cfg: PreprocessConfig, outline: np.ndarray | None = None
+                    ) -> tuple[np.ndarray, dict]:
     """Network input for one chromosome plus its absolute measurements."""
-    patch, mask = isolate(enhanced, box, cfg)
+    patch, mask = isolate(enhanced, box, cfg, outline)
     angle = long_axis_angle(mask)
     if cfg.upright:
         patch, mask = rotate_upright(patch, mask, angle)
@@ -248,16 +269,34 @@ def relative_features(raw: Sequence[dict]) -> np.ndarray:
     return np.stack(feats, axis=1).astype(np.float32)
 
 
-def preprocess_cell(gray: np.ndarray, boxes: Sequence[Box], cfg: PreprocessConfig) -> CellCrops:
-    """All chromosomes of one image (or one cell of single-chromosome crops, see ``preprocess_crops``)."""
+def mask_regions(boxes: Sequence[Box], cfg: PreprocessConfig, width: int, height: int) -> list[Box]:
+    """The region each box's mask covers: the box grown by the margin, inside the image."""
+    return [Box(b.xmin - cfg.margin, b.ymin - cfg.margin, b.xmax + cfg.margin, b.ymax + cfg.margin).clipped(width, height)
+            for b in boxes]
+
+
+# (enhanced image, boxes, regions) -> one 0/1 mask per box over its region; e.g. the mask network's
+Segment = Callable[[np.ndarray, Sequence[Box], Sequence[Box]], Sequence[np.ndarray]]
+
+
+def preprocess_cell(gray: np.ndarray, boxes: Sequence[Box], cfg: PreprocessConfig, segment: Segment | None = None,
+                    outlines: Sequence[np.ndarray | None] | None = None) -> CellCrops:
+    """All chromosomes of one image (or one cell of single-chromosome crops, see ``preprocess_crops``).
+
+    ``outlines`` (per box, over ``mask_regions``; None where there is none) or ``segment`` (which
+    makes them from the enhanced image) separate each chromosome from the neighbours that touch
+    or cross it; the masks used are in ``CellCrops.masks``.
+    """
     enhanced = enhance_image(gray, cfg)
+    if outlines is None and segment is not None and len(boxes):
+        outlines = list(segment(enhanced, boxes, mask_regions(boxes, cfg, gray.shape[1], gray.shape[0])))
     images, raw = [], []
-    for box in boxes:
-        crop, info = chromosome_crop(enhanced, box, cfg)
+    for i, box in enumerate(boxes):
+        crop, info = chromosome_crop(enhanced, box, cfg, outlines[i] if outlines is not None else None)
         images.append(crop)
         raw.append(info)
     stack = np.stack(images) if images else np.zeros((0, cfg.size, cfg.size), np.uint8)
-    return CellCrops(stack, relative_features(raw), raw)
+    return CellCrops(stack, relative_features(raw), raw, list(outlines) if outlines is not None else None)
 
 
 def preprocess_crops(crops: Sequence[np.ndarray], cfg: PreprocessConfig) -> CellCrops:

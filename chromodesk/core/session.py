@@ -20,7 +20,7 @@ from .atomic import atomic_write_text
 from .document import Box, Karyotype, now_iso
 from .errors import InputError
 from .labels import CLASSES
-from .limits import MAX_OBJECTS, MAX_SESSION_BYTES
+from .limits import MAX_OBJECTS, MAX_OUTLINE_POINTS, MAX_SESSION_BYTES
 from .safe_read import read_json
 
 SCHEMA_VERSION = 1
@@ -49,6 +49,10 @@ def session_to_dict(doc: Karyotype) -> dict[str, Any]:
             "auto_rejected": r.auto_rejected,
             "excluded": r.excluded,
             "origin": r.origin,
+            "angle": r.angle,
+            "p_up": list(r.p_up) if r.p_up is not None else None,
+            "turned": r.turned,
+            "outline": [list(point) for point in r.outline] if r.outline else None,
         })
     return {
         "format": FORMAT_NAME,
@@ -114,6 +118,8 @@ def load_session(path: str | Path, expected_sha256: str | None = None) -> Karyot
         fields.update({k: reader.text(item.get(k), f"{rid}.{k}") for k in _TEXT_FIELDS})
         fields["probabilities"] = reader.probabilities(item.get("probabilities"), f"{rid}.probabilities")
         fields.update(reader.reject_fields(item, rid))
+        fields.update(reader.orientation_fields(item, rid))
+        fields["outline"] = reader.outline(item.get("outline"), f"{rid}.outline", doc.width, doc.height)
         origin = reader.text(item.get("origin"), f"{rid}.origin")
         if origin not in (None, "annotations", "detected", "drawn"):
             raise reader.fail(f"{rid}.origin", f"unknown box origin {origin!r}")
@@ -174,7 +180,7 @@ class _Reader:
         if value is None:
             return None
         if (not isinstance(value, list) or len(value) != len(CLASSES)
-                or not all(isinstance(p, (int, float)) and not isinstance(p, bool) and math.isfinite(p) for p in value)):
+                or not all(_number(p) for p in value)):
             raise self.fail(where, f"expected {len(CLASSES)} finite numbers")
         if not all(0.0 <= p <= 1.0 for p in value) or abs(sum(value) - 1.0) > 0.01:
             raise self.fail(where, "expected probabilities (each 0 to 1, summing to 1)")
@@ -190,6 +196,41 @@ class _Reader:
         if not isinstance(auto, bool) or (excluded is not None and not isinstance(excluded, bool)):
             raise self.fail(rid, "auto_rejected / excluded must be true, false (or null for excluded)")
         return {"reject_probability": None if p is None else float(p), "auto_rejected": auto, "excluded": excluded}
+
+    def outline(self, value, where: str, width: int, height: int) -> tuple[tuple[int, int], ...] | None:
+        """A chromosome's outline: 3 to MAX_OUTLINE_POINTS [x, y] whole pixels inside the image
+        (absent in sessions saved before masks existed)."""
+        if value is None:
+            return None
+        if not isinstance(value, list) or not 3 <= len(value) <= MAX_OUTLINE_POINTS:
+            raise self.fail(where, f"expected a list of 3 to {MAX_OUTLINE_POINTS} [x, y] points")
+        for point in value:
+            if (not isinstance(point, list) or len(point) != 2
+                    or not all(isinstance(v, int) and not isinstance(v, bool) for v in point)):
+                raise self.fail(where, f"expected [x, y] in whole pixels, found {point!r}")
+            if not (0 <= point[0] <= width and 0 <= point[1] <= height):
+                raise self.fail(where, f"point {point!r} lies outside the image ({width}x{height})")
+        return tuple((x, y) for x, y in value)
+
+    def orientation_fields(self, item: dict, rid: str) -> dict:
+        """Which end is up (absent in sessions saved before the orientation network shipped)."""
+        angle, p_up, turned = item.get("angle"), item.get("p_up"), item.get("turned")
+        if angle is not None and not (_number(angle) and -180.0 <= angle <= 180.0):
+            raise self.fail(f"{rid}.angle", f"expected an angle in degrees (-180 to 180), found {angle!r}")
+        if p_up is not None and (not isinstance(p_up, list) or len(p_up) != len(CLASSES)
+                                 or not all(_number(p) and 0.0 <= p <= 1.0 for p in p_up)):
+            raise self.fail(f"{rid}.p_up", f"expected {len(CLASSES)} probabilities (each 0 to 1)")
+        if turned is not None and not isinstance(turned, bool):
+            raise self.fail(f"{rid}.turned", f"expected true, false or null, found {turned!r}")
+        return {"angle": None if angle is None else float(angle),
+                "p_up": None if p_up is None else tuple(float(p) for p in p_up), "turned": turned}
+
+
+def _number(value) -> bool:
+    """A finite JSON number (a bool is not one; an int of 400 digits is, without overflowing a float)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return isinstance(value, int) or math.isfinite(value)
 
 
 # -- where sessions live ------------------------------------------------------------------------

@@ -18,6 +18,8 @@ from chromodesk.core.preprocess import CellCrops
 from .bundle import DEFAULT_MODEL, BundleMeta, load_bundle
 from .cell_context import assignment_onehot
 from .network import predict_batch, predict_reject
+from .orientation import find_orienter
+from .segmenter import find_segmenter
 
 
 def choose_device(requested: str = "auto") -> torch.device:
@@ -37,10 +39,16 @@ def choose_device(requested: str = "auto") -> torch.device:
 
 
 class Classifier:
-    """Loads a bundle once; ``predict`` takes one cell's crops and returns N x 24 probabilities."""
+    """Loads a bundle once; ``predict`` takes one cell's crops and returns N x 24 probabilities.
+
+    ``orienter``: the p-arm orientation network that reads the same crops (``orientation``: True
+    for the shipped one when installed, a bundle path, or False for none). ``segmenter``: the
+    mask network that separates each chromosome from touching and crossing neighbours before
+    its crop is cut (``segmentation``: the same choices)."""
 
     def __init__(self, bundle: str | Path | None = None, device: str = "auto", batch_size: int = 64,
-                 flip_tta: bool = True):
+                 flip_tta: bool = True, orientation: str | Path | bool = True,
+                 segmentation: str | Path | bool = True):
         self.device = choose_device(device)
         if self.device.type == "cpu" and torch.get_num_threads() > (os.cpu_count() or 1):
             torch.set_num_threads(os.cpu_count() or 1)
@@ -49,6 +57,8 @@ class Classifier:
         self.batch_size = batch_size
         # chromosomes lie either way up and either side out: averaging the four flips removes that nuisance
         self.flip_tta = flip_tta and bool(self.meta.training.get("flip_tta", True))
+        self.orienter = find_orienter(orientation, self.device)
+        self.segmenter = find_segmenter(segmentation, self.device)
 
     @property
     def model_id(self) -> str:

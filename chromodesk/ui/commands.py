@@ -47,6 +47,24 @@ class SetExcluded(QUndoCommand):
         self.doc.restore(self.before)
 
 
+class TurnChromosome(QUndoCommand):
+    """Turn a chromosome 180 degrees in the karyogram: the technician's word on which end is up,
+    which then holds whatever the orientation network or a later label says."""
+
+    def __init__(self, doc: Karyotype, record_id: str, parent: QUndoCommand | None = None):
+        super().__init__(parent)
+        self.doc, self.record_id = doc, record_id
+        record = doc.get(record_id)
+        self.before, self.after = record.turned, not record.shown_turned
+        self.setText(f"{record_id}: turn 180°")
+
+    def redo(self) -> None:
+        self.doc.set_turned(self.record_id, self.after)
+
+    def undo(self) -> None:
+        self.doc.set_turned(self.record_id, self.before)
+
+
 class _KeepsTheCell(QUndoCommand):
     """A box edit whose undo gives back what the user saw before it: with a cell-context stage the
     other chromosomes' probabilities and labels changed too. Redo gives back what was seen after."""

@@ -14,8 +14,8 @@ import html
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QFont, QFontMetricsF, QPen
-from PySide6.QtWidgets import QGraphicsItem, QGraphicsRectItem, QLabel, QVBoxLayout, QWidget
+from PySide6.QtGui import QColor, QFont, QFontMetricsF, QPainterPath, QPen
+from PySide6.QtWidgets import QGraphicsItem, QGraphicsPathItem, QGraphicsRectItem, QLabel, QVBoxLayout, QWidget
 
 from chromodesk.core.document import Box, ChromosomeRecord, Event
 
@@ -133,6 +133,10 @@ class ChromosomeROI(pg.ROI):
         self.translatable = False  # only the selected box moves: a click elsewhere never nudges a box
         self.setAcceptedMouseButtons(Qt.MouseButton.LeftButton)
         self.text = BoxLabel(self)
+        # the chromosome's own outline (mask network or technician) inside its box: what the
+        # classifier and the karyogram take as this chromosome, neighbours left out
+        self.outline = QGraphicsPathItem(self)
+        self._outline_key = None
         self.selected = False
         self._shown = None
         self.update_from(record)
@@ -150,6 +154,7 @@ class ChromosomeROI(pg.ROI):
             self.setSize((b.width, b.height), update=True, finish=False)
             self.blockSignals(False)
         colour = style.colour(record)
+        self._update_outline(record, colour)
         text = style.short_label(record)
         if (text, colour.rgb()) != self._shown:
             self._shown = (text, colour.rgb())
@@ -159,6 +164,23 @@ class ChromosomeROI(pg.ROI):
             fill.setAlpha(215)
             self.text.set_label(text, fill, QColor(colour))
         self.setToolTip(style.tooltip(record))
+
+    def _update_outline(self, record: ChromosomeRecord, colour: QColor) -> None:
+        key = (record.outline, record.box.xmin, record.box.ymin, colour.rgb())
+        if key == self._outline_key:
+            return
+        self._outline_key = key
+        path = QPainterPath()
+        if record.outline:
+            x0, y0 = record.box.xmin, record.box.ymin
+            path.moveTo(record.outline[0][0] + 0.5 - x0, record.outline[0][1] + 0.5 - y0)
+            for x, y in record.outline[1:]:
+                path.lineTo(x + 0.5 - x0, y + 0.5 - y0)
+            path.closeSubpath()
+        pen = QPen(colour, 1.5)
+        pen.setCosmetic(True)  # the same thickness at every zoom
+        self.outline.setPen(pen)
+        self.outline.setPath(path)
 
     def _apply_pen(self) -> None:
         if self.selected:

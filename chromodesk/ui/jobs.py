@@ -268,15 +268,20 @@ class ClassifyResult:
     rejects: dict[str, tuple[float, bool]] | None = None  # record id -> ("not a chromosome" p, rejected)
     record_ids: frozenset[str] = frozenset()  # the cell the answers were computed for
     boxes: dict[str, Box] | None = None  # record id -> the box its answer is for
+    ends: dict[str, tuple] | None = None  # record id -> (crop angle, P(p-arm up) per class), or (None, None)
+    outlines: dict[str, tuple] | None = None  # record id -> the mask network's outline (None: threshold alone)
 
 
 def classify_job(gray: np.ndarray, items: tuple[ClassifyItem, ...], targets: frozenset[str], classifier, *,
                  progress, is_cancelled, chunk: int = 16) -> ClassifyResult:
     """Preprocess the whole cell (features are relative to it), run the crop network in chunks
-    for progress, then the cell-context stage over all of them."""
+    for progress, then the cell-context stage over all of them, and the orientation network
+    (which end is up, for every class) on the same crops."""
     n = len(items)
     progress(0, n + 1, f"Preprocessing {n} chromosomes")
-    crops = preprocess_cell(gray, [it.box for it in items], classifier.preprocess)
+    from chromodesk.pipeline import crop_outlines, orient_crops, segment_of
+
+    crops = preprocess_cell(gray, [it.box for it in items], classifier.preprocess, segment=segment_of(classifier))
     for info, it in zip(crops.raw, items):
         info["box"] = it.box.as_list()  # a plain value a test double can key on; ignored by real models
     progress(1, n + 1, "Classifying")
@@ -304,9 +309,13 @@ def classify_job(gray: np.ndarray, items: tuple[ClassifyItem, ...], targets: fro
     else:
         allp = classifier.in_context(allp, crops.features)
     allp = np.asarray(allp, dtype=np.float64)
+    ends = orient_crops(gray, [it.box for it in items], crops, classifier)
+    outlines = crop_outlines(crops, [it.box for it in items], classifier.preprocess, gray.shape)
     predictions = [(it.record_id, it.box_revision, p) for it, p in zip(items, allp)]
     return ClassifyResult(str(classifier.model_id), predictions, targets, bool(classifier.has_context), rejects,
-                          frozenset(it.record_id for it in items), {it.record_id: it.box for it in items})
+                          frozenset(it.record_id for it in items), {it.record_id: it.box for it in items},
+                          {it.record_id: end for it, end in zip(items, ends)},
+                          {it.record_id: o for it, o in zip(items, outlines)})
 
 
 def detached(doc: Karyotype) -> Karyotype:

@@ -3,7 +3,7 @@
 The picture comes from ``core.export.layout_karyogram`` in a background job, with the
 rectangle of every chromosome and slot; a click maps back through those rectangles to
 a record id. Dragging a chromosome (from here, or a table row) onto another slot
-relabels it.
+relabels it; a double-click (or its context menu's "Turn 180°") turns it end over end.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import html
 import numpy as np
 from PySide6.QtCore import QMimeData, QPoint, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QAction, QColor, QDrag, QFont, QGuiApplication, QImage, QPainter, QPen, QPixmap
-from PySide6.QtWidgets import QGridLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QGridLayout, QLabel, QMenu, QSizePolicy, QVBoxLayout, QWidget
 
 from . import style
 from .coalesce import NextTurn
@@ -24,6 +24,7 @@ MIME = "application/x-chromodesk-record"
 class KaryogramView(QWidget):
     selectRequested = Signal(object)  # record id
     labelDropped = Signal(str, str)  # record id, label
+    turnRequested = Signal(str)  # record id: turn it 180 degrees
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -149,6 +150,20 @@ class KaryogramView(QWidget):
 
     def mouseReleaseEvent(self, event) -> None:
         self._press = self._press_id = None
+
+    def mouseDoubleClickEvent(self, event) -> None:
+        rid = self.record_at(event.position()) if self._pixmap is not None else None
+        if event.button() == Qt.MouseButton.LeftButton and rid is not None:
+            self.turnRequested.emit(rid)
+
+    def contextMenuEvent(self, event) -> None:
+        rid = self.record_at(QPointF(event.pos())) if self._pixmap is not None else None
+        if rid is None:
+            return
+        self.selectRequested.emit(rid)
+        menu = QMenu(self)
+        menu.addAction("Turn 180°", lambda: self.turnRequested.emit(rid))
+        menu.exec(event.globalPos())
 
     def dragEnterEvent(self, event) -> None:
         if event.mimeData().hasFormat(MIME):

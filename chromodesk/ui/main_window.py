@@ -131,6 +131,7 @@ class MainWindow(QMainWindow):
         self.image_view.boxDrawn.connect(ws.add_box)
         self.image_view.boxEdited.connect(ws.move_box)
         self.karyogram.labelDropped.connect(ws.set_label)
+        self.karyogram.turnRequested.connect(ws.turn)
         self.palette.labelClicked.connect(ws.label_selected)
         self.palette.acceptClicked.connect(ws.accept_selected)
         self.palette.acceptAllClicked.connect(ws.accept_all)
@@ -261,6 +262,9 @@ class MainWindow(QMainWindow):
         cell.addAction(self._action("&Detect again", ws.detect_again, "Ctrl+D",
                                     tip="Find the chromosomes again with the detector; unconfirmed boxes are replaced (undoable)"))
         cell.addAction(self._action("&Not a chromosome\tN", ws.toggle_not_chromosome))
+        self.turn_action = self._action("&Turn 180° in the karyogram", ws.turn_selected, "T",
+                                        tip="Stand the selected chromosome the other end up (p-arm up); undoable")
+        cell.addAction(self.turn_action)
         cell.addSeparator()
         self.not_analysable_action = self._action(
             "Cell not &analysable", lambda on: (ws.set_cell_note(on, ws.cell.doc.comment if ws.cell else ""),
@@ -295,7 +299,8 @@ class MainWindow(QMainWindow):
         if cell is None:
             self.start_panel.set_recent(self.prefs.recent)
         has = cell is not None
-        for action in (self.export_action, self.draw_action, self.delete_action, self.not_analysable_action):
+        for action in (self.export_action, self.draw_action, self.delete_action, self.not_analysable_action,
+                       self.turn_action):
             action.setEnabled(has)
         if cell is None:
             self.setWindowTitle("ChromoDesk")
@@ -474,6 +479,7 @@ class MainWindow(QMainWindow):
 
     KEYS = (("1…22, X, Y then Enter", "label the selected chromosome"), ("Space", "accept its label"),
             ("Tab", "next least confident"), ("N", "not a chromosome (again: bring it back)"),
+            ("T", "turn the selected chromosome 180° in the karyogram (or double-click it there)"),
             ("Ctrl+Shift+A", "accept all"), ("Ctrl+Backspace", "clear a confirmation"), ("Delete", "delete the box"),
             ("B", "draw one box (hold Shift to draw more; Esc stops)"), ("F", "fit the image"),
             ("Ctrl+D", "detect the chromosomes again"), ("Ctrl+Z / Ctrl+Shift+Z", "undo / redo"),

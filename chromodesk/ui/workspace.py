@@ -307,7 +307,7 @@ class Workspace(QObject):
     # -- reacting to the document ------------------------------------------------------------------------
     def _on_event(self, event: Event) -> None:
         self._schedule_save()
-        if event.kind != "prediction":
+        if event.kind not in ("prediction", "turn"):  # a turn changes no label
             self._schedule_reassign()
         if event.kind in ("added", "box"):
             self.classify(force=False)
@@ -415,8 +415,11 @@ class Workspace(QObject):
                 # moved, undone and moved elsewhere while the job ran: the same revision number, another box
                 continue
             reject_p, rejected = (result.rejects or {}).get(rid, (None, False))
+            angle, p_up = (result.ends or {}).get(rid, (None, None))
+            outline = (result.outlines or {}).get(rid)
             if wanted and cell.doc.set_prediction(rid, probs, result.model_id, box_revision=revision,
-                                                  reject_probability=reject_p, rejected=rejected):
+                                                  reject_probability=reject_p, rejected=rejected, angle=angle, p_up=p_up,
+                                                  outline=outline):
                 applied += 1
         reassign(cell.doc)
         self.classified.emit(applied)
@@ -597,6 +600,24 @@ class Workspace(QObject):
             return
         r = cell.doc.get(cell.selected)
         self._push(commands.SetExcluded(cell.doc, r.id, not r.rejected))
+
+    def turn(self, record_id: str) -> None:
+        """Turn a chromosome 180 degrees in the karyogram (one undo step)."""
+        cell = self.cell
+        if cell is None or record_id not in cell.doc.records:
+            return
+        if cell.doc.get(record_id).rejected:
+            self.message.emit("Not a chromosome: it has no place in the karyogram to turn")
+            return
+        if self._push(commands.TurnChromosome(cell.doc, record_id)):
+            self.message.emit(f"{record_id} turned 180° in the karyogram (Undo takes it back)")
+
+    def turn_selected(self) -> None:
+        cell = self.cell
+        if cell is None or cell.selected is None:
+            self.message.emit("Select a chromosome first (click its box, its row or its karyogram picture)")
+            return
+        self.turn(cell.selected)
 
     def detect_again(self) -> None:
         """Re-run the detector in the background; its boxes replace the unconfirmed ones (one undo step)."""

@@ -15,8 +15,9 @@ from chromodesk.core.session import SCHEMA_VERSION, default_session_path, load_s
 SHA = "0123456789abcdef" * 4
 RECORD_FIELDS = [
     "id", "box", "file_label", "file_name", "predicted", "probabilities", "assigned", "final",
-    "confirmed_by", "confirmed_at", "model_id",
+    "confirmed_by", "confirmed_at", "model_id", "angle", "p_up", "turned",
 ]
+P_UP = tuple(0.03 + 0.04 * i + 1e-13 * i for i in range(len(CLASSES)))  # P(p-arm up) per class, awkward floats
 
 
 def make_doc() -> Karyotype:
@@ -27,10 +28,11 @@ def make_doc() -> Karyotype:
     doc.add(Box(300, 300, 330, 370), record_id="c03", file_label="X", file_name="X")
     probs = [(i + 1) / 300.0 + 1e-13 * i for i in range(len(CLASSES))]  # awkward floats on purpose
     probs[CLASSES.index("7")] = 1.0 - sum(probs) + probs[CLASSES.index("7")]
-    doc.set_prediction("c01", probs, "bundle-2024.05 sha:1f2e")
-    doc.set_prediction("c03", list(reversed(probs)), "bundle-2024.05 sha:1f2e")
+    doc.set_prediction("c01", probs, "bundle-2024.05 sha:1f2e", angle=-87.123456789, p_up=P_UP)
+    doc.set_prediction("c03", list(reversed(probs)), "bundle-2024.05 sha:1f2e", angle=12.5, p_up=P_UP[::-1])
     doc.set_assignments({"c01": "7", "c03": "X"})
     doc.set_final("c01", "1", "Dr. Lí", when="2024-05-01T10:00:00+00:00")
+    doc.set_turned("c03", True)
     return doc
 
 
@@ -48,6 +50,23 @@ def test_save_and_load_round_trip_exactly(tmp_path):
     assert loaded.get("c01").confirmed and loaded.get("c02").unknown_name
     assert loaded.new_id() not in loaded.records  # new boxes never collide with restored ids
     assert json.loads(path.read_text("utf-8"))["schema_version"] == SCHEMA_VERSION
+
+
+def test_which_end_is_up_comes_back_and_older_sessions_still_load(tmp_path):
+    """The crop angle, P(p-arm up) per class and the technician's turn survive a save; a session
+    saved before they existed loads with none of them (the karyogram then turns nothing)."""
+    path = save_session(make_doc(), tmp_path / "cell.chromodesk.json")
+    loaded = load_session(path)
+    assert loaded.get("c01").p_up == P_UP and loaded.get("c01").angle == -87.123456789
+    assert loaded.get("c03").turned is True and loaded.get("c03").shown_turned
+    assert loaded.get("c01").turned is None and loaded.get("c02").p_up is None
+    older = json.loads(path.read_text("utf-8"))
+    for record in older["records"]:
+        for key in ("angle", "p_up", "turned"):
+            del record[key]
+    path.write_text(json.dumps(older), "utf-8")
+    old = load_session(path)
+    assert all(r.angle is None and r.p_up is None and r.turned is None and not r.shown_turned for r in old)
 
 
 def test_session_of_another_image_is_refused(tmp_path):
@@ -73,6 +92,18 @@ def edited(data: bytes, change) -> bytes:
     (lambda data: edited(data, lambda d: d["records"][1].update(id="c01")), "duplicate chromosome id 'c01'"),
     (lambda data: edited(data, lambda d: d["records"][0].update(probabilities=[0.5])), "c01.probabilities"),
     (lambda data: edited(data, lambda d: d["image"].update(width=0)), "image.width"),
+    (lambda data: edited(data, lambda d: d["records"][0].update(p_up=[0.5] * 23)), "c01.p_up"),
+    (lambda data: edited(data, lambda d: d["records"][0].update(p_up=[0.5] * 23 + [1.5])), "c01.p_up"),
+    (lambda data: edited(data, lambda d: d["records"][0].update(p_up=[0.5] * 23 + ["up"])), "c01.p_up"),
+    (lambda data: edited(data, lambda d: d["records"][0].update(p_up=[0.5] * 23 + [10**400])), "c01.p_up"),
+    (lambda data: edited(data, lambda d: d["records"][0].update(p_up=0.5)), "c01.p_up"),
+    (lambda data: data.replace(b'"angle": 12.5', b'"angle": NaN'), "corrupt session file"),
+    (lambda data: edited(data, lambda d: d["records"][2].update(angle="12.5")), "c03.angle"),
+    (lambda data: edited(data, lambda d: d["records"][2].update(angle=720)), "c03.angle"),
+    (lambda data: edited(data, lambda d: d["records"][2].update(turned="yes")), "c03.turned"),
+    (lambda data: edited(data, lambda d: d["records"][2].update(turned=1)), "c03.turned"),
+    (lambda data: edited(data, lambda d: d["records"][0].update(probabilities=[10**400] + [0] * 23)),
+     "c01.probabilities"),
 ])
 def test_damaged_session_raises_input_error_naming_the_file(tmp_path, damage, message):
     path = save_session(make_doc(), tmp_path / "cell.chromodesk.json")

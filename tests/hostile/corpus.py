@@ -2,7 +2,7 @@
 hand ChromoDesk, each built here by the tests and paired with what the user must see.
 
 Every case is (id, kind, build, expect, says):
-- kind: image | voc | bundle | session | output — which entry point reads it;
+- kind: image | voc | bundle | detector | orientation | session | output — which entry point reads it;
 - build(tmp) makes the input inside ``tmp`` and returns its path (for ``output``: the --out target);
 - expect: "error" (one line naming the file and the problem), "ok" (analysed, nothing to warn
   about), "warn" (a documented repair: analysed, with a warning) or "same" (analysed, and the
@@ -495,6 +495,56 @@ detector_case("pickle-pt-given", "never loaded", "not really a pickle", name="de
 detector_case("checksum-mismatch", "checksum", json.dumps({**json.loads(DETECTOR.read_text()), "weights_sha256": "0" * 64}))
 
 
+# the p-arm orientation bundle (loaded beside the classifier): the same checks, through its own loader
+ORIENTATION = ROOT / "models" / "chromodesk-orientation.json"
+
+
+def orientation_case(id: str, says: str, mutate: Callable[[Path, dict], str | None]) -> None:
+    """A copy of the shipped orientation bundle changed by ``mutate(folder, meta)`` (as bundle_case)."""
+    def build(tmp: Path) -> Path:
+        folder = tmp / "orientation"
+        folder.mkdir()
+        meta = json.loads(ORIENTATION.read_text())
+        os.symlink(ORIENTATION.with_name(meta["weights_file"]), folder / meta["weights_file"])
+        target = mutate(folder, meta)
+        if not (folder / ORIENTATION.name).exists():
+            (folder / ORIENTATION.name).write_text(json.dumps(meta))
+        return folder / (target or ORIENTATION.name)
+    add("orientation", id, "error", says, build)
+
+
+def _orientation_json(text: str):
+    def mutate(folder, meta):
+        (folder / ORIENTATION.name).write_text(text)
+    return mutate
+
+
+orientation_case("json-corrupt", "invalid JSON", _orientation_json('{"kind": "orientation", '))
+orientation_case("json-array", "not a JSON object", _orientation_json("[1, 2, 3]"))
+orientation_case("json-deep", "", _orientation_json("[" * 100_000 + "]" * 100_000))
+orientation_case("classifier-given", "not an orientation bundle", _orientation_json(MODEL.read_text()))
+orientation_case("detector-given", "not an orientation bundle", _orientation_json(DETECTOR.read_text()))
+orientation_case("format-version-99", "unsupported orientation bundle format", _set("format_version", 99))
+orientation_case("classes-reordered", "class list", lambda f, m: m.__setitem__("classes", m["classes"][::-1]))
+orientation_case("classes-null", "malformed", _set("classes", None))
+orientation_case("width-huge", "width", _set("width", 10**9))
+orientation_case("width-text", "width", _set("width", "24"))
+orientation_case("width-other", "do not fit", _set("width", 32))
+orientation_case("input-size-other", "input_size", _set("input_size", 128))
+orientation_case("preprocess-not-object", "malformed", _set("preprocess", [1, 2]))
+orientation_case("no-weights-sha", "weights_sha256", _del("weights_sha256"))
+orientation_case("weights-missing", "not found", lambda f, m: (f / m["weights_file"]).unlink())
+orientation_case("weights-truncated", "checksum", lambda f, m: _replace_weights(
+    ORIENTATION.with_name(m["weights_file"]).read_bytes()[: 400_000])(f, m))
+orientation_case("weights-random-bytes", "checksum", _replace_weights(os.urandom(4096)))
+orientation_case("weights-huge-sparse", "MB", _replace_weights(size=3 << 30))
+orientation_case("checksum-mismatch", "checksum", _set("weights_sha256", "0" * 64))
+orientation_case("weights-path-escape", "not found", _retarget_weights("../../../../etc/passwd"))
+orientation_case("pickle-pt-given", "never loaded", _pickle_bundle("evil.pt"))
+orientation_case("safetensors-huge-header", "cannot read weights", _safetensors_huge_header)
+orientation_case("safetensors-lying-shape", "cannot read weights", _safetensors_bad_json)
+
+
 # -- sessions -------------------------------------------------------------------------------------
 def session_case(id: str, expect: str, says: str, make: Callable[[dict], str | bytes]) -> None:
     """A session of the sample, as the app saves it, changed by ``make(valid_session_dict)``."""
@@ -559,6 +609,13 @@ session_case("duplicate-ids", "error", "duplicate", lambda d: {**d, "records": d
 session_case("probabilities-short", "error", "probabilities", _mutate_first(probabilities=[0.5, 0.5]))
 session_case("probabilities-negative", "error", "probabilities", _mutate_first(probabilities=[-1.0] + [0.0] * 23))
 session_case("probabilities-nan", "error", "", lambda d: json.dumps(_mutate_first(probabilities=[0.5] * 24)(d)).replace("0.5", "NaN", 1))
+session_case("probabilities-400-digits", "error", "probabilities", _mutate_first(probabilities=[10**400] + [0] * 23))
+session_case("p-up-short", "error", "p_up", _mutate_first(p_up=[0.5] * 23))
+session_case("p-up-above-one", "error", "p_up", _mutate_first(p_up=[0.5] * 23 + [2.0]))
+session_case("p-up-400-digits", "error", "p_up", _mutate_first(p_up=[0.5] * 23 + [10**400]))
+session_case("angle-text", "error", "angle", _mutate_first(angle="90"))
+session_case("angle-huge", "error", "angle", _mutate_first(angle=1e300))
+session_case("turned-text", "error", "turned", _mutate_first(turned="yes"))
 session_case("unknown-label", "error", "label", _mutate_first(final="25"))
 session_case("records-not-list", "error", "", lambda d: {**d, "records": {"a": 1}})
 session_case("records-missing", "error", "", lambda d: {k: v for k, v in d.items() if k != "records"})

@@ -19,8 +19,23 @@ from chromodesk.core.labels import CLASS_INDEX, CLASSES
 from chromodesk.core.preprocess import PreprocessConfig
 
 
+class FakeOrienter:
+    """A stand-in for ``chromodesk.inference.orientation.Orienter``: P(p-arm up) 0.2 for the odd
+    classes (1, 3, 5, ...: drawn turned over) and 0.8 for the even ones, for every crop."""
+
+    def __init__(self, crop_config: PreprocessConfig):
+        self.crop_config = crop_config
+        self.calls: list[int] = []
+
+    def p_up(self, images) -> np.ndarray:
+        self.calls.append(len(images))
+        row = [0.2 if k % 2 == 0 else 0.8 for k in range(len(CLASSES))]
+        return np.tile(np.array(row), (len(images), 1))
+
+
 class FakeClassifier:
     device = "cpu"
+    orienter: FakeOrienter | None = None  # no orientation network unless a test gives one
 
     def __init__(self, labels_by_box: dict[tuple[int, int, int, int], str] | None = None, *,
                  model_id: str = "fake-model", delay: float = 0.0, fail: str | None = None,

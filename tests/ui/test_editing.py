@@ -7,8 +7,8 @@ from PySide6.QtWidgets import QMessageBox
 
 from chromodesk.core.document import Box
 
-from .conftest import mouse_click, mouse_drag, open_and_classify
-from .fakes import FakeClassifier
+from .conftest import mouse_click, mouse_drag, open_and_classify, send_mouse
+from .fakes import FakeClassifier, FakeOrienter
 
 
 def test_draw_a_box_and_it_is_classified(qtbot, window, cell_files):
@@ -234,3 +234,54 @@ def test_invert_and_gamma_change_only_what_the_eye_sees(qtbot, window, cell_file
     view.set_display(invert=False, gamma=0.7)
     assert lut()[2] > 140  # midtones brighter
     assert list(item.getLevels()) == list(before)  # the levels (and the picture the classifier gets) are untouched
+
+
+def test_turn_a_chromosome_in_the_karyogram_by_hand(qtbot, make_window, fake, cell_files, monkeypatch):
+    """Classification stores P(p-arm up) for every class; a double-click on a karyogram chromosome
+    turns it 180 degrees as one undo step, redrawn and saved; a relabel needs no network."""
+    from PySide6.QtCore import QEvent
+    from PySide6.QtGui import QContextMenuEvent
+    from PySide6.QtWidgets import QApplication, QMenu
+
+    from chromodesk.core.labels import CLASS_INDEX
+    from chromodesk.core.session import load_session
+
+    fake.orienter = FakeOrienter(fake.preprocess)
+    window = make_window(fake)
+    open_and_classify(qtbot, window, cell_files[0])
+    ws, view = window.workspace, window.karyogram
+    doc = ws.cell.doc
+    assert fake.orienter.calls and all(r.p_up is not None and r.angle is not None for r in doc)
+    record = next(r for r in doc if r.label == "2")
+    assert not record.shown_turned  # the fake says p-arm up for 2 (0.8)
+    qtbot.waitUntil(lambda: record.id in view.placements, timeout=30000)
+    where = view.to_widget(view.placements[record.id]).center()
+    left = Qt.MouseButton.LeftButton
+    with qtbot.waitSignal(ws.karyogramReady, timeout=30000):
+        send_mouse(view, QEvent.Type.MouseButtonDblClick, where, left, left)
+    assert record.turned is True and record.shown_turned and ws.cell.undo.count() == 1
+    assert record.label == "2" and record.confirmed_by is None  # the turn changes no label
+    ws.flush()
+    assert load_session(ws.cell.session_path).get(record.id).turned is True
+    window.undo_action.trigger()
+    assert record.turned is None and not record.shown_turned
+    window.redo_action.trigger()
+    assert record.turned is True
+    window.undo_action.trigger()
+    # the Cell menu's action (T) turns the selected one, and so does the chromosome's context menu
+    ws.cell.select(record.id)
+    window.turn_action.trigger()
+    assert record.turned is True
+    window.undo_action.trigger()
+    ws.cell.select(None)
+    monkeypatch.setattr(QMenu, "exec", lambda menu, *args: menu.actions()[0].trigger())
+    at = where.toPoint()
+    QApplication.sendEvent(view, QContextMenuEvent(QContextMenuEvent.Reason.Mouse, at, view.mapToGlobal(at)))
+    assert record.turned is True and ws.cell.selected == record.id and ws.cell.undo.count() == 1
+    window.undo_action.trigger()
+    # a relabel flips the automatic choice
+    calls = len(fake.orienter.calls)
+    ws.set_label(record.id, "1")  # P(p-arm up) of 1 is 0.2: drawn turned over, without the network
+    assert record.shown_turned and len(fake.orienter.calls) == calls
+    assert record.p_up[CLASS_INDEX["1"]] == 0.2
+
