@@ -111,6 +111,13 @@ def run_bench(image: Path, annotations: Path | None, model: str | None, device: 
     out["classify_crops_per_s"] = out["classify_crops_per_s_b64"]
     out["classify_overhead_ratio_b64"] = out["bare_forward_crops_per_s_b64"] / out["classify_crops_per_s_b64"]
     out["classify_cell_with_tta_s"] = _median_time(lambda: classifier.predict(crops), repeats)
+    out["masks_cell_s"] = None
+    if classifier.segmenter is not None:  # the mask network's outlines for the whole cell (enhanced image given)
+        from chromodesk.core.preprocess import mask_regions
+
+        enhanced = enhance_image(img.gray, cfg)
+        regions = mask_regions(boxes, cfg, img.width, img.height)
+        out["masks_cell_s"] = _median_time(lambda: classifier.segmenter.masks(enhanced, boxes, regions), repeats)
 
     out["end_to_end_s"] = _median_time(lambda: analyze(image, xml, classifier=classifier), repeats)
     from chromodesk.core.detect import detect_chromosomes
@@ -143,6 +150,8 @@ def format_table(r: dict) -> str:
         ("classifier, bare forward b1/b16/b64", " / ".join(f"{r[f'bare_forward_crops_per_s_b{b}']:.0f}" for b in (1, 16, 64)) + " crops/s"),
         ("classifier, pipeline b1/b16/b64", " / ".join(f"{r[f'classify_crops_per_s_b{b}']:.0f}" for b in (1, 16, 64)) + " crops/s"),
         ("classify one cell (with flip TTA)", f"{r['classify_cell_with_tta_s'] * 1000:.0f} ms"),
+        ("outlines for one cell (mask network, mirror TTA)",
+         f"{r['masks_cell_s'] * 1000:.0f} ms" if r.get("masks_cell_s") is not None else "no mask bundle"),
         ("end to end, given boxes", f"{r['end_to_end_s']:.3f} s"),
     ]
     rows.append(("classical detection per image", f"{r['detect_classical_s'] * 1000:.0f} ms"))

@@ -1,7 +1,7 @@
 """``chromodesk``: headless entry points.
 
     chromodesk analyze IMAGE|FOLDER... [--workers N] [--annotations XML] [--model BUNDLE] [--device auto|cpu|cuda]
-                       [--detector BUNDLE|classical] [--out DIR] [--formats csv,karyogram,annotated,voc] [--json]
+                       [--detector BUNDLE|classical] [--out DIR] [--formats csv,karyogram,annotated,voc,outlines] [--json]
     chromodesk bench [--device ...] [--json OUT]
     chromodesk report FOLDER|IMAGE... [--out case.pdf] [--json OUT] [--csv OUT]
     chromodesk serve [--host 127.0.0.1] [--port 8000] [--model BUNDLE]   # HTTP API + web page
@@ -22,7 +22,7 @@ from pathlib import Path
 from chromodesk.core.errors import InputError
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-FORMATS = ("csv", "karyogram", "annotated", "voc")
+FORMATS = ("csv", "karyogram", "annotated", "voc", "outlines")
 
 
 def cmd_analyze(args) -> int:
@@ -163,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--detect", action="store_true",
                    help="find the chromosomes with the detector even where an annotation file exists (a raw image)")
     a.add_argument("--out", help="folder for exported files")
-    a.add_argument("--formats", default="csv,karyogram,annotated,voc", help="comma list of: " + ",".join(FORMATS))
+    a.add_argument("--formats", default="csv,karyogram,annotated,voc,outlines", help="comma list of: " + ",".join(FORMATS))
     a.add_argument("--json", action="store_true", help="one JSON object per image on stdout")
     a.add_argument("--workers", type=int, default=1,
                    help="processes analysing images side by side (each loads the models once)")

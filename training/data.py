@@ -81,9 +81,27 @@ def _one_voc_image(args) -> tuple | None:
     objs = [o for o in ann.objects if o.label is not None]
     if not objs:
         return None
-    crops = preprocess_cell(img.gray, [o.box for o in ann.objects], cfg)  # features relative to all objects
+    crops = preprocess_cell(img.gray, [o.box for o in ann.objects], cfg, segment=_segment(cfg))  # features relative to all objects
     keep = [i for i, o in enumerate(ann.objects) if o.label is not None]
     return crops.images[keep], crops.features[keep], np.array([CLASS_INDEX[o.label] for o in objs]), image_path.stem
+
+
+_SEGMENTER = {}
+
+
+def _segment(cfg: PreprocessConfig):
+    """The shipped mask network's ``masks`` when crops are cut inside outlines (loaded once per
+    worker process); None otherwise."""
+    if not cfg.outlines:
+        return None
+    if "net" not in _SEGMENTER:
+        import torch
+
+        from chromodesk.inference.segmenter import Segmenter
+
+        torch.set_num_threads(1)  # one per worker process: the pool already fills the cores
+        _SEGMENTER["net"] = Segmenter(device="cpu")
+    return _SEGMENTER["net"].masks
 
 
 def _one_crop_cell(args) -> tuple:
@@ -115,6 +133,10 @@ def labelled_rows_by_cell(rows: list[dict]) -> dict[str, list[dict]]:
 
 def _fingerprint(root: Path, names: list[str], cfg: PreprocessConfig) -> str:
     h = hashlib.sha256(str(root.resolve()).encode())
+    if cfg.outlines:  # crops cut by another mask network are other crops
+        from chromodesk.inference.segmenter import DEFAULT_SEGMENTER
+
+        h.update(DEFAULT_SEGMENTER.with_suffix(".safetensors").read_bytes()[-4096:])
     for n in names:
         h.update(n.encode())
     return f"{root.name}-{cfg.digest()}-{h.hexdigest()[:10]}"

@@ -34,6 +34,7 @@ from chromodesk.core.document import Box
 from chromodesk.core.imaging import load_gray
 from chromodesk.core.labels import CLASS_INDEX
 from chromodesk.core.preprocess import preprocess_cell
+from chromodesk.pipeline import segment_of
 from chromodesk.core.voc import find_annotation, read_voc
 from chromodesk.inference.network import RejectConfig, RejectHead, predict_batch
 
@@ -171,7 +172,8 @@ def image_rows(path: Path, classifier, rng: np.random.Generator, cfg: RejectTrai
     shift_boxes = boxes(jittered(truth[shift_idx], rng)) if len(shift_idx) else []
     neg_list = [(k, b) for k, arr in negs.items() for b in boxes(arr)]
     neg_list = [(k, b) for k, b in neg_list if not b.is_empty() and b.width >= 4 and b.height >= 4]
-    crops = preprocess_cell(img.gray, pos_boxes + shift_boxes + [b for _, b in neg_list], classifier.preprocess)
+    crops = preprocess_cell(img.gray, pos_boxes + shift_boxes + [b for _, b in neg_list], classifier.preprocess,
+                            segment=segment_of(classifier))
     images, feats = [crops.images], [crops.features]
     kind = ["chromosome"] * len(truth) + ["shifted"] * len(shift_boxes) + [k for k, _ in neg_list]
     target = [np.zeros(len(truth) + len(shift_boxes)), np.ones(len(neg_list))]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -47,7 +48,7 @@ CSV_COLUMNS: tuple[str, ...] = (
     "not_a_chromosome", "reject_p",
 )
 NOT_CHROMOSOME_TEXT = "not a chromosome"
-EXPORT_FORMATS: tuple[str, ...] = ("csv", "karyogram", "annotated", "voc")
+EXPORT_FORMATS: tuple[str, ...] = ("csv", "karyogram", "annotated", "voc", "outlines")
 NORMAL_SEX = ((2, 0), (1, 1))  # (X, Y): XX or XY
 
 # colours are RGB
@@ -550,13 +551,15 @@ def export_targets(out_dir: Path, stem: str) -> dict[str, Path]:
     """Where each export format of the image ``stem`` goes under ``out_dir``."""
     stem = stem or "cell"
     return {"csv": out_dir / f"{stem}.csv", "karyogram": out_dir / f"{stem}.karyogram.png",
-            "annotated": out_dir / f"{stem}.annotated.png", "voc": out_dir / f"{stem}.xml"}
+            "annotated": out_dir / f"{stem}.annotated.png", "voc": out_dir / f"{stem}.xml",
+            "outlines": out_dir / f"{stem}.outlines.json"}
 
 
 def export_all(doc: Karyotype, gray: np.ndarray, out_dir: str | Path,
                formats: Iterable[str] = EXPORT_FORMATS, iscn: str | None = None,
                cfg: PreprocessConfig = PreprocessConfig()) -> dict[str, Path]:
-    """Write ``<stem>.csv``, ``<stem>.karyogram.png``, ``<stem>.annotated.png``, ``<stem>.xml``.
+    """Write ``<stem>.csv``, ``<stem>.karyogram.png``, ``<stem>.annotated.png``, ``<stem>.xml`` and
+    ``<stem>.outlines.json`` (each chromosome's outline, beside the VOC boxes).
 
     Refuses (before writing anything) to replace the VOC file the boxes were read
     from: the technician's original annotation must survive an export into its folder.
@@ -585,6 +588,8 @@ def export_all(doc: Karyotype, gray: np.ndarray, out_dir: str | Path,
             payload[targets[fmt]] = png_bytes(render_karyogram(doc, gray, cfg, iscn))
         elif fmt == "annotated":
             payload[targets[fmt]] = png_bytes(render_annotated(doc, gray))
+        elif fmt == "outlines":
+            payload[targets[fmt]] = (json.dumps(outlines_json(doc), indent=1) + "\n").encode("utf-8")
         else:
             payload[targets[fmt]] = voc_bytes(doc)
     try:

@@ -22,7 +22,8 @@ from PySide6.QtWidgets import (
 from .settings import DEVICES, Preferences
 
 FORMATS = (("csv", "CSV table (one row per chromosome)"), ("karyogram", "Karyogram PNG"),
-           ("annotated", "Annotated image PNG"), ("voc", "Pascal VOC XML with the final labels"))
+           ("annotated", "Annotated image PNG"), ("voc", "Pascal VOC XML with the final labels"),
+           ("outlines", "Chromosome outlines JSON (beside the VOC boxes)"))
 
 
 def _folder_row(edit: QLineEdit, parent: QWidget, title: str) -> QHBoxLayout:

@@ -163,7 +163,10 @@ class KaryogramView(QWidget):
         self.selectRequested.emit(rid)
         menu = QMenu(self)
         menu.addAction("Turn 180°", lambda: self.turnRequested.emit(rid))
-        menu.exec(event.globalPos())
+        self.popup(menu, event.globalPos())
+
+    def popup(self, menu: QMenu, where: QPoint) -> None:
+        menu.exec(where)  # modal; a test replaces it
 
     def dragEnterEvent(self, event) -> None:
         if event.mimeData().hasFormat(MIME):

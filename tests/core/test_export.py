@@ -223,8 +223,13 @@ def test_export_all_writes_every_format_and_voc_has_final_labels(cell, tmp_path)
     paths = export_all(doc, gray, tmp_path / "out")
     assert {k: p.name for k, p in paths.items()} == {
         "csv": "cell_01.csv", "karyogram": "cell_01.karyogram.png", "annotated": "cell_01.annotated.png",
-        "voc": "cell_01.xml"}
+        "voc": "cell_01.xml", "outlines": "cell_01.outlines.json"}
     assert all(p.is_file() for p in paths.values())
+    # outlines beside the boxes, in the polygon data set's layout (none drawn yet: an empty list, not a missing file)
+    import json
+
+    outlines = json.loads(paths["outlines"].read_text())
+    assert outlines["image"] == "cell_01.png" and outlines["objects"] == []
     ann = read_voc(paths["voc"], (doc.width, doc.height))
     assert [(o.label, o.box) for o in ann.objects] == [(r.label, r.box) for r in doc]
     assert [o.label for o in ann.objects] == ["1", "2", "7", "21", None]  # the reviewer's 7, not the model's 8

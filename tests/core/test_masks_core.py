@@ -94,6 +94,11 @@ def test_an_outline_keeps_the_crossing_partner_out_of_the_crop():
     assert iou(separated, outline) > 0.85  # and keeps the chromosome itself, crossing included
 
 
+def test_outlines_keep_the_config_digest_of_older_models():
+    assert PreprocessConfig().digest() == "33d76a48dcec"  # the shipped model's crop cache key, unchanged
+    assert PreprocessConfig(outlines=True).digest() != PreprocessConfig().digest()
+
+
 def test_preprocess_cell_asks_the_segment_function_and_reports_the_masks():
     gray, a, b = crossing_cell()
     boxes = [tight(a), tight(b)]
@@ -104,8 +109,11 @@ def test_preprocess_cell_asks_the_segment_function_and_reports_the_masks():
         return [m[r.ymin : r.ymax, r.xmin : r.xmax] for m, r in zip((a, b), regions)]
 
     plain = preprocess_cell(gray, boxes, CFG)
-    cell = preprocess_cell(gray, boxes, CFG, segment=segment)
-    assert len(asked) == 1 and asked[0][1] == boxes and asked[0][2] == mask_regions(boxes, CFG, 160, 160)
+    # a model trained on threshold crops gets threshold crops; the outlines still come back (for display)
+    shown = preprocess_cell(gray, boxes, CFG, segment=segment)
+    assert np.array_equal(shown.images, plain.images) and len(shown.masks) == 2
+    cell = preprocess_cell(gray, boxes, PreprocessConfig(outlines=True), segment=segment)
+    assert len(asked) == 2 and asked[0][1] == boxes and asked[0][2] == mask_regions(boxes, CFG, 160, 160)
     assert plain.masks is None and len(cell.masks) == 2
     # each crop now holds one chromosome: less ink than threshold + largest component gave
     assert all(s["area"] < 0.8 * p["area"] for s, p in zip(cell.raw, plain.raw))

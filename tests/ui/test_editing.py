@@ -241,7 +241,7 @@ def test_turn_a_chromosome_in_the_karyogram_by_hand(qtbot, make_window, fake, ce
     turns it 180 degrees as one undo step, redrawn and saved; a relabel needs no network."""
     from PySide6.QtCore import QEvent
     from PySide6.QtGui import QContextMenuEvent
-    from PySide6.QtWidgets import QApplication, QMenu
+    from PySide6.QtWidgets import QApplication
 
     from chromodesk.core.labels import CLASS_INDEX
     from chromodesk.core.session import load_session
@@ -274,7 +274,7 @@ def test_turn_a_chromosome_in_the_karyogram_by_hand(qtbot, make_window, fake, ce
     assert record.turned is True
     window.undo_action.trigger()
     ws.cell.select(None)
-    monkeypatch.setattr(QMenu, "exec", lambda menu, *args: menu.actions()[0].trigger())
+    monkeypatch.setattr(view, "popup", lambda menu, where: menu.actions()[0].trigger())
     at = where.toPoint()
     QApplication.sendEvent(view, QContextMenuEvent(QContextMenuEvent.Reason.Mouse, at, view.mapToGlobal(at)))
     assert record.turned is True and ws.cell.selected == record.id and ws.cell.undo.count() == 1

@@ -91,7 +91,7 @@ def test_open_classify_correct_undo_redo_export(qtbot, window, cell_files, tmp_p
     with qtbot.waitSignal(ws.exported, timeout=30000) as blocker:
         dialog.accept()
     written = blocker.args[0]
-    assert set(written) == {"csv", "karyogram", "annotated", "voc"}
+    assert set(written) == {"csv", "karyogram", "annotated", "voc", "outlines"}
     for path in written.values():
         assert path.is_file() and path.stat().st_size > 0
     csv = written["csv"].read_text()
