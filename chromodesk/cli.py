@@ -114,7 +114,7 @@ def version_text() -> str:
     models = models_dir()
     parts = [f"ChromoDesk {__version__}"]
     for name, what in (("chromodesk-resnet18.json", "classifier"), ("chromodesk-detector.json", "detector"),
-                       ("chromodesk-orientation.json", "orientation")):
+                       ("chromodesk-orientation.json", "orientation"), ("chromodesk-masks.json", "masks")):
         try:
             parts.append(f"{what} {json.loads((models / name).read_text())['model_id']}")
         except (OSError, ValueError, KeyError, TypeError):

@@ -22,7 +22,7 @@ from chromodesk.core.errors import InputError
 from chromodesk.core.imaging import LoadedImage, load_gray
 from chromodesk.core.karyotype import CellAnalysis, analyse_cell
 from chromodesk.core.labels import CLASSES
-from chromodesk.core.outline import mask_outline
+from chromodesk.core.outline import mask_outline, outline_mask
 from chromodesk.core.preprocess import CellCrops, mask_regions, preprocess_cell
 from chromodesk.core.voc import find_annotation, read_voc
 
@@ -135,7 +135,8 @@ def open_cell(image_path: str | Path, annotations: str | Path | None = None, det
 def classify_document(doc: Karyotype, gray: np.ndarray, classifier: "Classifier") -> CellAnalysis:
     """Predict every record, then assign labels at the cell level (confirmed labels are fixed)."""
     records = list(doc)
-    crops = preprocess_cell(gray, [r.box for r in records], classifier.preprocess, segment=segment_of(classifier))
+    segment = keeping_hand_outlines(segment_of(classifier), [r.outline if r.outline_by_hand else None for r in records])
+    crops = preprocess_cell(gray, [r.box for r in records], classifier.preprocess, segment=segment)
     for info, r in zip(crops.raw, records):
         info["box"] = r.box.as_list()  # as in the app's classification job; ignored by real models
     if hasattr(classifier, "predict_cell"):
@@ -166,6 +167,19 @@ def segment_of(classifier):
     wrappers may not: their crops are cut by threshold alone, as before)."""
     segmenter = getattr(classifier, "segmenter", None)
     return segmenter.masks if segmenter is not None else None
+
+
+def keeping_hand_outlines(segment, hand: list):
+    """``segment`` (see ``segment_of``), except that a box whose outline the technician made (a
+    knife split, a join: ``hand``, per box, None elsewhere) is cut by that outline."""
+    if not any(hand):
+        return segment
+
+    def masks(enhanced, boxes, regions):
+        drawn = list(segment(enhanced, boxes, regions)) if segment is not None else [None] * len(boxes)
+        return [outline_mask(o, r) if o else m for m, o, r in zip(drawn, hand, regions)]
+
+    return masks
 
 
 def orient_crops(gray: np.ndarray, boxes: list[Box], crops: CellCrops, classifier) -> list[tuple]:

@@ -71,6 +71,11 @@ def main() -> int:
     p.add_argument("--model", default=str(DEFAULT_MODEL))
     p.add_argument("--segmenter", default=str(DEFAULT_SEGMENTER))
     p.add_argument("--split", default="test")
+    p.add_argument("--candidate", default=None,
+                   help="also a bundle trained on outline crops (chromodesk-train fit --outlines), with the mask network")
+    p.add_argument("--no-reject", action="store_true",
+                   help="leave every bundle's 'not a chromosome' head out (to compare bundles that lack one)")
+    p.add_argument("--skip-shipped", action="store_true", help="only the candidate")
     p.add_argument("--limit", type=int, default=0)
     p.add_argument("--json", default=None)
     p.add_argument("--quiet", action="store_true")
@@ -82,10 +87,18 @@ def main() -> int:
         images = images[: args.limit]
     result = {"data": root.name, "split": f"{args.split} cases of the classifier's case split", "images": len(images),
               "covered_definition": f"box at least {COVERED:.0%} inside other boxes", "model": Path(args.model).name}
-    for name, seg in (("threshold", False), ("mask_network", args.segmenter)):
+    runs = [] if args.skip_shipped else [("threshold", args.model, False), ("mask_network", args.model, args.segmenter)]
+    if args.candidate:
+        runs.append(("candidate_outline_crops", args.candidate, args.segmenter))
+    result["reject_head"] = not args.no_reject
+    for name, model, seg in runs:
         t0 = time.time()
-        rows = run(images, Classifier(args.model, orientation=False, segmentation=seg), args.quiet)
-        result[name] = summary(rows) | {"seconds": round(time.time() - t0, 1)}
+        classifier = Classifier(model, orientation=False, segmentation=seg)
+        if args.no_reject:
+            classifier.model.reject = None
+        rows = run(images, classifier, args.quiet)
+        result[name] = summary(rows) | {"seconds": round(time.time() - t0, 1), "model": Path(model).name,
+                                        "crops_cut_by_outlines": classifier.preprocess.outlines and bool(seg)}
         print(name, json.dumps(result[name]), flush=True)
     if args.json:
         atomic_write_text(args.json, json.dumps(result, indent=1))

@@ -185,3 +185,4 @@ def test_version_names_the_app_and_the_bundled_models(capsys):
     assert main(["--version"]) == 0
     out = capsys.readouterr().out.strip()
     assert out.startswith("ChromoDesk ") and "classifier " in out and "detector" in out
+    assert "masks chromodesk-masks-" in out and "orientation " in out

@@ -85,6 +85,9 @@ class ChromosomeRecord:
     # the chromosome's outer contour in image pixels, as the mask network drew it (None: threshold
     # + largest component inside the box, as before); its classifier crop and karyogram use it
     outline: tuple[tuple[int, int], ...] | None = None
+    # the outline came from the technician's edit (knife split, join): classification keeps it and
+    # cuts the crop by it instead of drawing its own; a box change drops it with the outline
+    outline_by_hand: bool = False
 
     @property
     def shown_turned(self) -> bool:
@@ -212,7 +215,7 @@ class Karyotype:
         # a moved box is a different picture: its old prediction (and which end is up) no longer applies
         record.predicted = record.probabilities = record.assigned = record.reject_probability = None
         record.angle = record.p_up = record.turned = record.outline = None
-        record.auto_rejected = False
+        record.auto_rejected = record.outline_by_hand = False
         self._emit("box", record_id)
 
     def set_prediction(
@@ -233,7 +236,8 @@ class Karyotype:
         record.auto_rejected = bool(rejected)
         record.angle = None if angle is None else float(angle)
         record.p_up = None if p_up is None else tuple(float(p) for p in p_up)
-        record.outline = None if outline is None else tuple((int(x), int(y)) for x, y in outline)
+        if not record.outline_by_hand:  # the technician's outline stays
+            record.outline = None if outline is None else tuple((int(x), int(y)) for x, y in outline)
         self._emit("prediction", record_id)
         return True
 

@@ -53,6 +53,7 @@ def session_to_dict(doc: Karyotype) -> dict[str, Any]:
             "p_up": list(r.p_up) if r.p_up is not None else None,
             "turned": r.turned,
             "outline": [list(point) for point in r.outline] if r.outline else None,
+            "outline_by_hand": r.outline_by_hand,
         })
     return {
         "format": FORMAT_NAME,
@@ -120,6 +121,10 @@ def load_session(path: str | Path, expected_sha256: str | None = None) -> Karyot
         fields.update(reader.reject_fields(item, rid))
         fields.update(reader.orientation_fields(item, rid))
         fields["outline"] = reader.outline(item.get("outline"), f"{rid}.outline", doc.width, doc.height)
+        by_hand = item.get("outline_by_hand", False)  # absent in sessions saved before splitting and joining
+        if not isinstance(by_hand, bool):
+            raise reader.fail(f"{rid}.outline_by_hand", "expected true or false")
+        fields["outline_by_hand"] = by_hand and fields["outline"] is not None
         origin = reader.text(item.get("origin"), f"{rid}.origin")
         if origin not in (None, "annotations", "detected", "drawn"):
             raise reader.fail(f"{rid}.origin", f"unknown box origin {origin!r}")

@@ -221,3 +221,38 @@ class ReplaceBoxes(_KeepsTheCell):
                 self.doc.remove(rid)
         for r in self.removed:
             self.doc.restore(r)
+
+
+class ReplaceRecords(_KeepsTheCell):
+    """Some chromosomes give way to new ones made from them (knife split: one -> two; join: two ->
+    one), as one undo step. The new records are "drawn" and unconfirmed, with the given boxes and
+    outlines, and get classified like any new box; undo puts the old ones back exactly."""
+
+    def __init__(self, doc: Karyotype, old_ids: list[str], pieces: list[tuple[Box, tuple | None]], text: str,
+                 parent: QUndoCommand | None = None):
+        super().__init__(doc, parent)
+        self.before = [replace(doc.get(rid)) for rid in old_ids]
+        self.pieces = list(pieces)
+        self.new_ids: list[str] = []
+        for _ in pieces:  # ids not in use and not given twice
+            rid = doc.new_id()
+            while rid in self.new_ids:
+                rid = doc.new_id()
+            self.new_ids.append(rid)
+        self._added: list[ChromosomeRecord] | None = None
+        self.setText(text)
+
+    def redo_boxes(self) -> None:
+        for r in self.before:
+            self.doc.remove(r.id)
+        if self._added is None:
+            for rid, (box, outline) in zip(self.new_ids, self.pieces):
+                self.doc.add(box, record_id=rid, origin="drawn", outline=outline, outline_by_hand=outline is not None)
+        else:  # as they were before the undo, with the predictions they got meanwhile
+            for r in self._added:
+                self.doc.restore(r)
+
+    def undo_boxes(self) -> None:
+        self._added = [self.doc.remove(rid) for rid in self.new_ids if rid in self.doc.records]
+        for r in self.before:
+            self.doc.restore(r)

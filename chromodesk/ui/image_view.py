@@ -4,7 +4,9 @@ Zoom with the wheel, pan by dragging the background, levels in the histogram at 
 right. A box is coloured by its state and shows its label; hovering shows the top-3
 guesses; a click selects it. The selected box can be dragged and resized; the change
 becomes one undo command when the drag finishes. In draw mode a drag on the image
-draws a new box. The view never edits the document itself: it emits requests.
+draws a new box; in knife mode it draws a straight line that cuts a chromosome in two.
+Ctrl+click (or Shift+click) picks a second chromosome besides the selected one (for Join).
+The view never edits the document itself: it emits requests.
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ import html
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
+from PySide6.QtCore import QLineF, QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QFont, QFontMetricsF, QPainterPath, QPen
-from PySide6.QtWidgets import QGraphicsItem, QGraphicsPathItem, QGraphicsRectItem, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QGraphicsItem, QGraphicsLineItem, QGraphicsPathItem, QGraphicsRectItem, QLabel, QVBoxLayout, QWidget,
+)
 
 from chromodesk.core.document import Box, ChromosomeRecord, Event
 
@@ -83,15 +87,25 @@ class BoxLabel(QGraphicsItem):
 
 
 class CellViewBox(pg.ViewBox):
-    """A ViewBox that can draw rectangles (draw mode) and reports clicks on the background."""
+    """A ViewBox that can draw rectangles (draw mode) and knife lines (knife mode) and reports
+    clicks on the background."""
 
     boxDrawn = Signal(object)  # QRectF, image coordinates
+    knifeDrawn = Signal(object, object)  # QPointF, QPointF: the line's ends, image coordinates
     backgroundClicked = Signal()
 
     def __init__(self):
         super().__init__(invertY=True, lockAspect=True, enableMenu=False)
         self.draw_mode = False
         self.keep_drawing = False
+        self.knife_mode = False
+        self._knife = QGraphicsLineItem()
+        pen = QPen(style.KNIFE, 2)
+        pen.setCosmetic(True)
+        self._knife.setPen(pen)
+        self._knife.setZValue(1000)
+        self._knife.hide()
+        self.addItem(self._knife, ignoreBounds=True)
         self._rubber = QGraphicsRectItem()
         pen = QPen(style.SELECTED, 2, Qt.PenStyle.DashLine)
         pen.setCosmetic(True)
@@ -101,6 +115,17 @@ class CellViewBox(pg.ViewBox):
         self.addItem(self._rubber, ignoreBounds=True)
 
     def mouseDragEvent(self, ev, axis=None):
+        if self.knife_mode and ev.button() == Qt.MouseButton.LeftButton:
+            ev.accept()
+            start = self.mapSceneToView(ev.buttonDownScenePos(Qt.MouseButton.LeftButton))
+            end = self.mapSceneToView(ev.scenePos())
+            if ev.isFinish():
+                self._knife.hide()
+                self.knifeDrawn.emit(start, end)
+            else:
+                self._knife.setLine(QLineF(start, end))
+                self._knife.show()
+            return
         if self.draw_mode and ev.button() == Qt.MouseButton.LeftButton:
             ev.accept()
             start = self.mapSceneToView(ev.buttonDownScenePos(Qt.MouseButton.LeftButton))
@@ -182,8 +207,26 @@ class ChromosomeROI(pg.ROI):
         self.outline.setPen(pen)
         self.outline.setPath(path)
 
+    def mouseDragEvent(self, ev):
+        view = self.getViewBox()
+        if getattr(view, "knife_mode", False):
+            ev.ignore()  # the knife line goes to the view, even when it starts on a box
+            return
+        super().mouseDragEvent(ev)
+
+    partner = False  # the second chromosome picked for Join
+
+    def set_partner(self, partner: bool) -> None:
+        if partner != self.partner:
+            self.partner = partner
+            self.setZValue(20 if partner or self.selected else 10)
+            self._apply_pen()
+
     def _apply_pen(self) -> None:
-        if self.selected:
+        if self.partner and not self.selected:
+            self.setPen(pg.mkPen(style.SELECTED, width=3, style=Qt.PenStyle.DashLine))
+            self.hoverPen = pg.mkPen(style.SELECTED, width=4, style=Qt.PenStyle.DashLine)
+        elif self.selected:
             self.setPen(pg.mkPen(style.SELECTED, width=3))
             self.hoverPen = pg.mkPen(style.SELECTED, width=4)
         else:
@@ -197,7 +240,7 @@ class ChromosomeROI(pg.ROI):
             return
         self.selected = selected
         self.translatable = selected
-        self.setZValue(20 if selected else 10)  # its box and label above the neighbours' in a dense area
+        self.setZValue(20 if selected or self.partner else 10)  # its box and label above the neighbours' in a dense area
         if selected:
             for corner, anchor in (((1, 1), (0, 0)), ((0, 0), (1, 1)), ((1, 0), (0, 1)), ((0, 1), (1, 0))):
                 self.addScaleHandle(corner, anchor)
@@ -214,6 +257,9 @@ class ImageView(QWidget):
     selectRequested = Signal(object)  # record id or None
     boxDrawn = Signal(object)  # Box
     drawModeChanged = Signal(bool)
+    knifeModeChanged = Signal(bool)
+    knifeDrawn = Signal(object, object)  # (x, y), (x, y): a knife line's ends, image coordinates
+    partnerRequested = Signal(object)  # record id: Ctrl+click (or Shift+click) on a box
     boxEdited = Signal(str, object)  # record id, Box
 
     def __init__(self, parent: QWidget | None = None):
@@ -238,6 +284,8 @@ class ImageView(QWidget):
         self._to_add: list[str] = []
         self._flush_soon = NextTurn(self, self._flush)
         self.viewbox.boxDrawn.connect(self._drawn)
+        self.viewbox.knifeDrawn.connect(
+            lambda a, b: self.knifeDrawn.emit((float(a.x()), float(a.y())), (float(b.x()), float(b.y()))))
         self.viewbox.backgroundClicked.connect(lambda: self.selectRequested.emit(None))
 
     # -- binding ----------------------------------------------------------------------------------
@@ -245,6 +293,7 @@ class ImageView(QWidget):
         if self.cell is not None:
             self.cell.changed.disconnect(self._on_event)
             self.cell.selectionChanged.disconnect(self._on_selection)
+            self.cell.partnerChanged.disconnect(self._on_partner)
         self.cell = cell
         self._dirty = set()
         self._to_add = []
@@ -258,6 +307,7 @@ class ImageView(QWidget):
         self.histogram.setLevels(*levels)
         cell.changed.connect(self._on_event)
         cell.selectionChanged.connect(self._on_selection)
+        cell.partnerChanged.connect(self._on_partner)
         self.fit()
         # 46 boxes cost ~80 ms of GUI time: create them a few per event-loop turn
         self._to_add = list(cell.doc.records)
@@ -275,6 +325,7 @@ class ImageView(QWidget):
             if record is not None and rid not in self.rois:
                 self._add(record)
                 self.rois[rid].set_selected(rid == self.cell.selected)
+                self.rois[rid].set_partner(rid == self.cell.partner)
                 n -= 1
         if self._to_add:
             QTimer.singleShot(_BREATHE_MS, self, self._add_some)
@@ -299,10 +350,30 @@ class ImageView(QWidget):
             self.viewbox.setRange(QRectF(0, 0, self.cell.doc.width, self.cell.doc.height), padding=0.02)
 
     def set_draw_mode(self, on: bool) -> None:
+        if on:
+            self.set_knife_mode(False)
         if on != self.viewbox.draw_mode:
             self.viewbox.draw_mode = on
             self.graphics.setCursor(Qt.CursorShape.CrossCursor if on else Qt.CursorShape.ArrowCursor)
             self.drawModeChanged.emit(on)
+
+    def set_knife_mode(self, on: bool) -> None:
+        """Knife mode: each drag draws a straight line that cuts the chromosome it crosses in two;
+        it stays on until Esc (or K again)."""
+        if on:
+            self.set_draw_mode(False)
+        if on != self.viewbox.knife_mode:
+            self.viewbox.knife_mode = on
+            self.graphics.setCursor(Qt.CursorShape.CrossCursor if on else Qt.CursorShape.ArrowCursor)
+            self._show_handles()
+            self.knifeModeChanged.emit(on)
+
+    def _show_handles(self) -> None:
+        """The selected box's resize handles, hidden while the knife is out (a cut starting on one
+        must not resize the box)."""
+        for roi in self.rois.values():
+            for handle in roi.getHandles():
+                handle.setVisible(not self.viewbox.knife_mode)
 
     # -- document events ------------------------------------------------------------------------------
     def _on_event(self, event: Event) -> None:
@@ -344,8 +415,14 @@ class ImageView(QWidget):
     def _on_selection(self, record_id) -> None:
         for rid, roi in self.rois.items():
             roi.set_selected(rid == record_id)
+        if self.viewbox.knife_mode:
+            self._show_handles()
         if record_id in self.rois:
             self._ensure_visible(self.rois[record_id])
+
+    def _on_partner(self, record_id) -> None:
+        for rid, roi in self.rois.items():
+            roi.set_partner(rid == record_id)
 
     def _ensure_visible(self, roi: ChromosomeROI) -> None:
         view = self.viewbox.viewRect()
@@ -374,7 +451,10 @@ class ImageView(QWidget):
             self._remove(rid)
 
     def _roi_clicked(self, roi: ChromosomeROI, ev) -> None:
-        self.selectRequested.emit(roi.record_id)
+        if ev.modifiers() & (Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier):
+            self.partnerRequested.emit(roi.record_id)
+        else:
+            self.selectRequested.emit(roi.record_id)
 
     def _roi_changed(self, roi: ChromosomeROI) -> None:
         self.boxEdited.emit(roi.record_id, roi.box())
@@ -399,7 +479,7 @@ def _legend() -> QLabel:
     parts = [f"<span style='color:{style.colour(key).name()}'>■</span>&nbsp;{html.escape(text).replace(' ', '&nbsp;')}"
              for key, text in style.LEGEND]
     keys = ("selected:&nbsp;<span style='color:#e6b800'>■</span> wheel&nbsp;zoom · drag&nbsp;pan · B&nbsp;draw · "
-            "Del&nbsp;delete · N&nbsp;not&nbsp;a&nbsp;chromosome · F&nbsp;fit")
+            "Del&nbsp;delete · K&nbsp;knife · J&nbsp;join · N&nbsp;not&nbsp;a&nbsp;chromosome · F&nbsp;fit")
     label = QLabel(" &nbsp;".join(parts) + f" &nbsp; <span style='color:#777'>{keys}</span>")
     label.setWordWrap(True)
     label.setContentsMargins(6, 2, 6, 2)

@@ -142,8 +142,13 @@ class MainWindow(QMainWindow):
         self.keys.acceptPressed.connect(ws.accept_selected)
         self.keys.nextPressed.connect(ws.select_next_least_confident)
         self.keys.typedChanged.connect(self.palette.show_typed)
-        self.keys.escapePressed.connect(lambda: self.image_view.set_draw_mode(False))
+        self.keys.escapePressed.connect(lambda: (self.image_view.set_draw_mode(False),
+                                                 self.image_view.set_knife_mode(False)))
         self.image_view.drawModeChanged.connect(self.draw_action.setChecked)
+        self.image_view.knifeModeChanged.connect(self.knife_action.setChecked)
+        self.image_view.knifeModeChanged.connect(self._knife_mode_changed)
+        self.image_view.knifeDrawn.connect(ws.split_with_line)
+        self.image_view.partnerRequested.connect(self._select_also)
         self.case_list.openRequested.connect(ws.open_image)
         self.case_list.inReportChanged.connect(ws.set_in_report)
         self.case_panel.classifyAllClicked.connect(ws.classify_case)
@@ -266,6 +271,15 @@ class MainWindow(QMainWindow):
                                         tip="Stand the selected chromosome the other end up (p-arm up); undoable")
         cell.addAction(self.turn_action)
         cell.addSeparator()
+        self.knife_action = self._action("&Split with a knife line", self.image_view.set_knife_mode, "K", checkable=True,
+                                         tip="Drag a straight line across a box to cut its chromosome in two "
+                                             "(Esc leaves the knife); undoable")
+        cell.addAction(self.knife_action)
+        self.join_action = self._action("&Join into one chromosome", ws.join_selected, "J",
+                                        tip="Select a chromosome, Ctrl+click a second one, then Join: "
+                                            "one box and outline over both; undoable")
+        cell.addAction(self.join_action)
+        cell.addSeparator()
         self.not_analysable_action = self._action(
             "Cell not &analysable", lambda on: (ws.set_cell_note(on, ws.cell.doc.comment if ws.cell else ""),
                                                 self._update_review()),  # refused (read-only, signed off): unticked
@@ -292,6 +306,21 @@ class MainWindow(QMainWindow):
         if self.workspace.cell is not None:
             self.workspace.cell.select(record_id)
 
+    def _select_also(self, record_id) -> None:
+        cell = self.workspace.cell
+        if cell is not None:
+            cell.select_also(record_id)
+            if cell.partner is not None:
+                self.statusBar().showMessage(f"{cell.selected} and {cell.partner} picked: Cell ▸ Join into one "
+                                             "chromosome (J) makes them one", 8000)
+
+    def _knife_mode_changed(self, on: bool) -> None:
+        if on:
+            self.statusBar().showMessage("Knife: drag a straight line across a chromosome to cut it in two "
+                                         "(Esc leaves the knife)", 0)
+        elif self.statusBar().currentMessage().startswith("Knife:"):
+            self.statusBar().clearMessage()
+
     def _cell_changed(self, cell) -> None:
         for view in (self.image_view, self.table, self.karyogram, self.counts, self.palette):
             view.set_cell(cell)
@@ -300,7 +329,7 @@ class MainWindow(QMainWindow):
             self.start_panel.set_recent(self.prefs.recent)
         has = cell is not None
         for action in (self.export_action, self.draw_action, self.delete_action, self.not_analysable_action,
-                       self.turn_action):
+                       self.turn_action, self.knife_action, self.join_action):
             action.setEnabled(has)
         if cell is None:
             self.setWindowTitle("ChromoDesk")
@@ -482,6 +511,8 @@ class MainWindow(QMainWindow):
             ("T", "turn the selected chromosome 180° in the karyogram (or double-click it there)"),
             ("Ctrl+Shift+A", "accept all"), ("Ctrl+Backspace", "clear a confirmation"), ("Delete", "delete the box"),
             ("B", "draw one box (hold Shift to draw more; Esc stops)"), ("F", "fit the image"),
+            ("K", "knife: drag a line across a chromosome to split it in two (Esc stops)"),
+            ("Ctrl+click, J", "pick a second chromosome, then join the two into one"),
             ("Ctrl+D", "detect the chromosomes again"), ("Ctrl+Z / Ctrl+Shift+Z", "undo / redo"),
             ("Ctrl+PgDown / Ctrl+PgUp", "next / previous cell of the case"))
 

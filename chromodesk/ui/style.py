@@ -8,6 +8,7 @@ from chromodesk.core.document import ChromosomeRecord
 from chromodesk.core.export import STATE_COLOURS, record_state
 
 SELECTED = QColor(255, 215, 0)
+KNIFE = QColor(255, 60, 200)  # the knife line being drawn: unlike any box state
 STATE_TEXT = {
     "confirmed": "confirmed",
     "high": "unreviewed",

@@ -41,6 +41,7 @@ MIN_BOX_SIDE = 4  # pixels; a smaller drag is a slip, not a chromosome
 class Cell(QObject):
     changed = Signal(object)  # chromodesk.core.document.Event
     selectionChanged = Signal(object)  # record id or None
+    partnerChanged = Signal(object)  # record id or None: the second chromosome (Ctrl+click), for Join
 
     def __init__(self, doc: Karyotype, gray: np.ndarray, source: str, session_path: Path | None,
                  parent: QObject | None = None):
@@ -48,6 +49,7 @@ class Cell(QObject):
         self.doc, self.gray, self.source, self.session_path = doc, gray, source, session_path
         self.undo = QUndoStack(self)
         self.selected: str | None = None
+        self.partner: str | None = None  # picked with Ctrl+click besides the selected one
         # who else edits this cell (its session's lock): then this window must not write the session
         self.blocked_by: LockOwner | None = None
         self._unsubscribe = doc.subscribe(self._on_event)
@@ -64,14 +66,32 @@ class Cell(QObject):
     def _on_event(self, event: Event) -> None:
         if event.kind == "removed" and event.record_id == self.selected:
             self.select(None)
+        if event.kind == "removed" and event.record_id == self.partner:
+            self.set_partner(None)
         self.changed.emit(event)
 
     def select(self, record_id: str | None) -> None:
         if record_id is not None and record_id not in self.doc.records:
             record_id = None
+        self.set_partner(None)  # a plain selection drops the second one
         if record_id != self.selected:
             self.selected = record_id
             self.selectionChanged.emit(record_id)
+
+    def set_partner(self, record_id: str | None) -> None:
+        if record_id is not None and (record_id not in self.doc.records or record_id == self.selected):
+            record_id = None
+        if record_id != self.partner:
+            self.partner = record_id
+            self.partnerChanged.emit(record_id)
+
+    def select_also(self, record_id: str | None) -> None:
+        """Ctrl+click (or Shift+click): with a chromosome selected, pick a second one (again: drop
+        it); with none, select this one."""
+        if self.selected is None or record_id is None:
+            self.select(record_id)
+        elif record_id != self.selected:
+            self.set_partner(None if record_id == self.partner else record_id)
 
     def close(self) -> None:
         self._unsubscribe()
@@ -384,7 +404,8 @@ class Workspace(QObject):
         targets = frozenset(r.id for r in doc if force or r.probabilities is None)
         if not targets:
             return False
-        items = tuple(jobs.ClassifyItem(r.id, r.box, r.box_revision) for r in doc)
+        items = tuple(jobs.ClassifyItem(r.id, r.box, r.box_revision, r.outline if r.outline_by_hand else None)
+                      for r in doc)
         job = jobs.Job("classify", jobs.classify_job, cell.gray, items, targets, self.classifier)
         job.failed_flag = False
         job.classifier = self.classifier
@@ -703,6 +724,83 @@ class Workspace(QObject):
         if cell is not None and cell.selected is not None:
             self._push(commands.DeleteBox(cell.doc, cell.selected))
 
+    # -- knife split and join -----------------------------------------------------------------------------
+    def _enhanced(self, cell: Cell) -> np.ndarray:
+        """The whole image as the classifier's crops see it (for masks by threshold), once per cell."""
+        from chromodesk.core.preprocess import enhance_image
+
+        cfg = self.preprocess
+        cached = getattr(cell, "_enhanced_for", None)
+        if cached is None or cached[0] != cfg:
+            cell._enhanced_for = cached = (cfg, enhance_image(cell.gray, cfg))
+        return cached[1]
+
+    def _mask_of(self, cell: Cell, record_id: str):
+        from chromodesk.core.edit_masks import record_mask
+
+        r = cell.doc.get(record_id)
+        return record_mask(self._enhanced(cell), r.box, r.outline, self.preprocess)
+
+    def split_with_line(self, p0, p1) -> list[str] | None:
+        """Cut the chromosome the line p0-p1 (image coordinates) crosses in two (one undo step): the
+        selected one when the line crosses its box, else the first one it cuts into two pieces of
+        at least 10%. The new ids, or None (refused: the status bar says why)."""
+        from chromodesk.core.edit_masks import EditRefused, line_crosses_box, split_pieces
+
+        cell = self.cell
+        if cell is None:
+            return None
+        p0, p1 = (float(p0[0]), float(p0[1])), (float(p1[0]), float(p1[1]))
+        crossed = [r for r in cell.doc if line_crosses_box(p0, p1, r.box)]
+        if not crossed:
+            self.message.emit("Split: the knife line crosses no box; draw it across the chromosome to cut")
+            return None
+        # the selected one alone when the line crosses it (the one the technician is at), else the
+        # one whose box the line runs through most, then the next (boxes overlap)
+        crossed = [r for r in crossed if r.id == cell.selected] or sorted(
+            crossed, key=lambda r: -_inside_length(p0, p1, r.box))
+        refusal = None
+        for r in crossed:
+            mask, region = self._mask_of(cell, r.id)
+            try:
+                pieces = split_pieces(mask, region, p0, p1)
+            except EditRefused as exc:
+                refusal = refusal or f"Split refused for {r.id}: {exc}"
+                continue
+            command = commands.ReplaceRecords(cell.doc, [r.id], pieces, f"split {r.id}")
+            if not self._push(command):
+                return None
+            cell.select(command.new_ids[0])
+            self.message.emit(f"{r.id} split into {' and '.join(command.new_ids)} (Undo takes it back)")
+            return command.new_ids
+        self.message.emit(refusal)
+        return None
+
+    def join_selected(self) -> str | None:
+        """The selected chromosome and the one Ctrl+clicked besides it become one (one undo step):
+        its box spans both, its outline both outlines. The new id, or None."""
+        from chromodesk.core.edit_masks import join_outline, union_box
+
+        cell = self.cell
+        if cell is None or cell.selected is None or cell.partner is None:
+            self.message.emit("Join: select a chromosome, then Ctrl+click the other piece, then Join (J)")
+            return None
+        ids = [cell.selected, cell.partner]
+        records = [cell.doc.get(rid) for rid in ids]
+        box = union_box([r.box for r in records])
+        outline = None
+        if any(r.outline for r in records):  # where one has none, its threshold mask stands in
+            masks = [self._mask_of(cell, rid) for rid in ids]
+            # over the masks' regions too: an outline may reach a pixel or two past its box
+            outline = join_outline(masks, union_box([box] + [region for _, region in masks]))
+        command = commands.ReplaceRecords(cell.doc, ids, [(box, outline)], f"join {ids[0]} and {ids[1]}")
+        if not self._push(command):
+            return None
+        new_id = command.new_ids[0]
+        cell.select(new_id)
+        self.message.emit(f"{ids[0]} and {ids[1]} joined into {new_id} (Undo takes it back)")
+        return new_id
+
     def select_next_least_confident(self) -> None:
         """Tab: the unconfirmed chromosomes from least to most confident, one after another."""
         cell = self.cell
@@ -825,6 +923,15 @@ class Workspace(QObject):
         for lock in self._locks.values():
             lock.release()
         self._locks.clear()
+
+
+def _inside_length(p0, p1, box: Box) -> float:
+    """How much of the segment p0-p1 lies inside the box (sampled; enough to rank boxes)."""
+    n = 64
+    t = np.linspace(0.0, 1.0, n)
+    xs, ys = p0[0] + t * (p1[0] - p0[0]), p0[1] + t * (p1[1] - p0[1])
+    inside = (xs >= box.xmin) & (xs < box.xmax) & (ys >= box.ymin) & (ys < box.ymax)
+    return float(inside.mean()) * float(np.hypot(p1[0] - p0[0], p1[1] - p0[1]))
 
 
 def _has_session(image: Path) -> bool:

@@ -2,7 +2,7 @@
 hand ChromoDesk, each built here by the tests and paired with what the user must see.
 
 Every case is (id, kind, build, expect, says):
-- kind: image | voc | bundle | detector | orientation | session | output — which entry point reads it;
+- kind: image | voc | bundle | detector | orientation | segmenter | session | output — which entry point reads it;
 - build(tmp) makes the input inside ``tmp`` and returns its path (for ``output``: the --out target);
 - expect: "error" (one line naming the file and the problem), "ok" (analysed, nothing to warn
   about), "warn" (a documented repair: analysed, with a warning) or "same" (analysed, and the
@@ -543,6 +543,53 @@ orientation_case("weights-path-escape", "not found", _retarget_weights("../../..
 orientation_case("pickle-pt-given", "never loaded", _pickle_bundle("evil.pt"))
 orientation_case("safetensors-huge-header", "cannot read weights", _safetensors_huge_header)
 orientation_case("safetensors-lying-shape", "cannot read weights", _safetensors_bad_json)
+
+
+# the mask network's bundle (loaded beside the classifier): the same checks, through its own loader
+SEGMENTER = ROOT / "models" / "chromodesk-masks.json"
+
+
+def segmenter_case(id: str, says: str, mutate: Callable[[Path, dict], str | None]) -> None:
+    """A copy of the shipped mask bundle changed by ``mutate(folder, meta)`` (as bundle_case)."""
+    def build(tmp: Path) -> Path:
+        folder = tmp / "masks"
+        folder.mkdir()
+        meta = json.loads(SEGMENTER.read_text())
+        os.symlink(SEGMENTER.with_name(meta["weights_file"]), folder / meta["weights_file"])
+        target = mutate(folder, meta)
+        if not (folder / SEGMENTER.name).exists():
+            (folder / SEGMENTER.name).write_text(json.dumps(meta))
+        return folder / (target or SEGMENTER.name)
+    add("segmenter", id, "error", says, build)
+
+
+def _segmenter_json(text: str):
+    def mutate(folder, meta):
+        (folder / SEGMENTER.name).write_text(text)
+    return mutate
+
+
+segmenter_case("json-corrupt", "invalid JSON", _segmenter_json('{"kind": "segmenter", '))
+segmenter_case("json-array", "not a JSON object", _segmenter_json("[1, 2, 3]"))
+segmenter_case("json-deep", "", _segmenter_json("[" * 100_000 + "]" * 100_000))
+segmenter_case("classifier-given", "not a mask", _segmenter_json(MODEL.read_text()))
+segmenter_case("orientation-given", "not a mask", _segmenter_json(ORIENTATION.read_text()))
+segmenter_case("format-version-99", "unsupported segmenter bundle format", _set("format_version", 99))
+segmenter_case("width-unknown", "unknown segmenter width", _set("width", "huge"))
+segmenter_case("input-size-huge", "out of range", _set("input_size", 10**6))
+segmenter_case("input-size-text", "malformed", _set("input_size", "sixty-four"))
+segmenter_case("window-scale-nan", "NaN", _set("window_scale", float("nan")))
+segmenter_case("window-scale-huge", "out of range", _set("window_scale", 1e9))
+segmenter_case("threshold-one", "out of range", _set("threshold", 1.0))
+segmenter_case("no-weights-sha", "weights_sha256", _del("weights_sha256"))
+segmenter_case("weights-missing", "not found", lambda f, m: (f / m["weights_file"]).unlink())
+segmenter_case("weights-truncated", "checksum", lambda f, m: _replace_weights(
+    SEGMENTER.with_name(m["weights_file"]).read_bytes()[: 400_000])(f, m))
+segmenter_case("weights-huge-sparse", "MB", _replace_weights(size=3 << 30))
+segmenter_case("checksum-mismatch", "checksum", _set("weights_sha256", "0" * 64))
+segmenter_case("weights-path-escape", "not found", _retarget_weights("../../../../etc/passwd"))
+segmenter_case("pickle-pt-given", "never loaded", _pickle_bundle("evil.pt"))
+segmenter_case("safetensors-lying-shape", "cannot read weights", _safetensors_bad_json)
 
 
 # -- sessions -------------------------------------------------------------------------------------

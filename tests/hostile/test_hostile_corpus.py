@@ -129,6 +129,24 @@ def test_orientation_bundles(h: Hostile, tmp_path, monkeypatch):
     assert h.says.lower() in message.lower(), f"{h.id}: should say {h.says!r}: {message}"
 
 
+SEGMENTERS = [h for h in CASES if h.kind == "segmenter"]
+
+
+@pytest.mark.parametrize("h", SEGMENTERS, ids=[h.id for h in SEGMENTERS])
+def test_segmenter_bundles(h: Hostile, tmp_path, monkeypatch):
+    """Through the loader the classifier uses for its mask network (Classifier(segmentation=...))."""
+    from chromodesk.inference.segmenter import find_segmenter
+
+    monkeypatch.chdir(tmp_path)  # a pickle that ran would leave PWNED here
+    path = h.build(tmp_path)
+    with pytest.raises(InputError) as info:
+        find_segmenter(path)
+    assert not (tmp_path / "PWNED").exists(), "a model file ran code"
+    message = str(info.value)
+    assert "\n" not in message and str(path.parent) in message, message
+    assert h.says.lower() in message.lower(), f"{h.id}: should say {h.says!r}: {message}"
+
+
 SESSIONS = [h for h in CASES if h.kind == "session"]
 
 
@@ -183,7 +201,7 @@ def test_output_targets_fail_whole_and_leave_nothing_behind(h: Hostile, tmp_path
 
 def test_the_corpus_is_large_and_covers_every_kind():
     kinds = {h.kind for h in CASES}
-    assert kinds == {"image", "voc", "bundle", "detector", "orientation", "session", "output"}
+    assert kinds == {"image", "voc", "bundle", "detector", "orientation", "segmenter", "session", "output"}
     assert len({h.id for h in CASES}) == len(CASES) >= 200
 
 
