@@ -135,8 +135,9 @@ def open_cell(image_path: str | Path, annotations: str | Path | None = None, det
 def classify_document(doc: Karyotype, gray: np.ndarray, classifier: "Classifier") -> CellAnalysis:
     """Predict every record, then assign labels at the cell level (confirmed labels are fixed)."""
     records = list(doc)
-    segment = keeping_hand_outlines(segment_of(classifier), [r.outline if r.outline_by_hand else None for r in records])
-    crops = preprocess_cell(gray, [r.box for r in records], classifier.preprocess, segment=segment)
+    boxes = [r.box for r in records]
+    hand = hand_masks([r.outline if r.outline_by_hand else None for r in records], boxes, classifier.preprocess, gray.shape)
+    crops = preprocess_cell(gray, boxes, classifier.preprocess, segment=segment_of(classifier), hand=hand)
     for info, r in zip(crops.raw, records):
         info["box"] = r.box.as_list()  # as in the app's classification job; ignored by real models
     if hasattr(classifier, "predict_cell"):
@@ -169,17 +170,13 @@ def segment_of(classifier):
     return segmenter.masks if segmenter is not None else None
 
 
-def keeping_hand_outlines(segment, hand: list):
-    """``segment`` (see ``segment_of``), except that a box whose outline the technician made (a
-    knife split, a join: ``hand``, per box, None elsewhere) is cut by that outline."""
-    if not any(hand):
-        return segment
-
-    def masks(enhanced, boxes, regions):
-        drawn = list(segment(enhanced, boxes, regions)) if segment is not None else [None] * len(boxes)
-        return [outline_mask(o, r) if o else m for m, o, r in zip(drawn, hand, regions)]
-
-    return masks
+def hand_masks(outlines: list, boxes: list[Box], cfg, shape: tuple[int, int]) -> list | None:
+    """The technician's outlines (knife split, join; None elsewhere) as masks over each box's
+    region, for ``preprocess_cell(hand=...)``; None when there is none."""
+    if not any(outlines):
+        return None
+    regions = mask_regions(boxes, cfg, shape[1], shape[0])
+    return [outline_mask(o, r) if o else None for o, r in zip(outlines, regions)]
 
 
 def orient_crops(gray: np.ndarray, boxes: list[Box], crops: CellCrops, classifier) -> list[tuple]:

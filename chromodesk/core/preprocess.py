@@ -285,21 +285,30 @@ Segment = Callable[[np.ndarray, Sequence[Box], Sequence[Box]], Sequence[np.ndarr
 
 
 def preprocess_cell(gray: np.ndarray, boxes: Sequence[Box], cfg: PreprocessConfig, segment: Segment | None = None,
-                    outlines: Sequence[np.ndarray | None] | None = None) -> CellCrops:
+                    outlines: Sequence[np.ndarray | None] | None = None,
+                    hand: Sequence[np.ndarray | None] | None = None) -> CellCrops:
     """All chromosomes of one image (or one cell of single-chromosome crops, see ``preprocess_crops``).
 
     ``outlines`` (per box, over ``mask_regions``; None where there is none) or ``segment`` (which
     makes them from the enhanced image) separate each chromosome from the neighbours that touch
     or cross it; they are in ``CellCrops.masks``, and the crops are cut inside them when
-    ``cfg.outlines`` says the model was trained so.
+    ``cfg.outlines`` says the model was trained so. ``hand``: outlines the technician made (a
+    knife split, a join; same layout): they replace the others and always cut the crop, since
+    they say what the chromosome is.
     """
     enhanced = enhance_image(gray, cfg)
-    if outlines is None and segment is not None and len(boxes):
+    n = len(boxes)
+    if outlines is None and segment is not None and n:
         outlines = list(segment(enhanced, boxes, mask_regions(boxes, cfg, gray.shape[1], gray.shape[0])))
-    cut = outlines if cfg.outlines else None
+    cut = list(outlines) if cfg.outlines and outlines is not None else [None] * n
+    if hand is not None and any(h is not None for h in hand):
+        outlines = list(outlines) if outlines is not None else [None] * n
+        for i, h in enumerate(hand):
+            if h is not None:
+                outlines[i] = cut[i] = h
     images, raw = [], []
     for i, box in enumerate(boxes):
-        crop, info = chromosome_crop(enhanced, box, cfg, cut[i] if cut is not None else None)
+        crop, info = chromosome_crop(enhanced, box, cfg, cut[i])
         images.append(crop)
         raw.append(info)
     stack = np.stack(images) if images else np.zeros((0, cfg.size, cfg.size), np.uint8)

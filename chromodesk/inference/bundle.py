@@ -122,6 +122,17 @@ def read_verified_weights(json_path: Path, weights_file: str, sha256: str, what:
         raise InputError(weights_path, f"cannot read weights ({exc})") from None
 
 
+def load_checked_state(model: torch.nn.Module, state: dict, weights_path: Path, network: str) -> torch.nn.Module:
+    """``model`` with ``state`` loaded, in eval mode, after every tensor's name and shape matched:
+    a mismatch is an InputError naming the weights file and ``network`` (e.g. "the small detector")."""
+    expected = model.state_dict()
+    problems = sorted(set(expected) ^ set(state)) + [k for k in expected if k in state and state[k].shape != expected[k].shape]
+    if problems:
+        raise InputError(weights_path, f"weights do not fit {network}: {len(problems)} tensors differ, e.g. {problems[0]}")
+    model.load_state_dict(state)
+    return model.eval()
+
+
 def save_bundle(model: torch.nn.Module, meta, path: str | Path) -> Path:
     """Weights + metadata (a ``BundleMeta`` or a ``DetectorMeta``: anything with model_id,
     weights_file, weights_sha256 and to_json)."""

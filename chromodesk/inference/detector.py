@@ -20,7 +20,7 @@ from chromodesk.core.detector_input import OUTPUT_STRIDE, detector_input, pad_to
 from chromodesk.core.document import Box
 from chromodesk.core.errors import InputError
 
-from .bundle import bundle_paths, read_json_object, read_verified_weights, save_bundle
+from .bundle import bundle_paths, load_checked_state, read_json_object, read_verified_weights, save_bundle
 from .detector_net import WIDTHS, CenterNetLite, decode
 
 FORMAT_VERSION = 1
@@ -79,13 +79,7 @@ def load_detector(path: str | Path, device: str | torch.device = "cpu") -> tuple
     meta = read_detector_meta(path)
     json_path, _ = bundle_paths(path)
     weights_path, state = read_verified_weights(json_path, meta.weights_file, meta.weights_sha256, "detector")
-    model = CenterNetLite(meta.width)
-    expected = model.state_dict()
-    problems = sorted(set(expected) ^ set(state)) + [k for k in expected if k in state and state[k].shape != expected[k].shape]
-    if problems:
-        raise InputError(weights_path, f"weights do not fit the {meta.width} detector: {len(problems)} tensors differ, e.g. {problems[0]}")
-    model.load_state_dict(state)
-    model.eval()
+    model = load_checked_state(CenterNetLite(meta.width), state, weights_path, f"the {meta.width} detector")
     return model.to(device), meta
 
 

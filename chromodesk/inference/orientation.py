@@ -25,7 +25,7 @@ from chromodesk.core.errors import InputError
 from chromodesk.core.labels import CLASSES
 from chromodesk.core.preprocess import PreprocessConfig
 
-from .bundle import bundle_paths, read_json_object, read_verified_weights, save_bundle
+from .bundle import bundle_paths, load_checked_state, read_json_object, read_verified_weights, save_bundle
 from .orientation_net import OrientationNet, to_input
 
 FORMAT_VERSION = 1
@@ -88,14 +88,8 @@ def load_orientation(path: str | Path, device: str | torch.device = "cpu") -> tu
     meta = read_orientation_meta(path)
     json_path, _ = bundle_paths(path)
     weights_path, state = read_verified_weights(json_path, meta.weights_file, meta.weights_sha256, "orientation")
-    model = OrientationNet(meta.width)
-    expected = model.state_dict()
-    problems = sorted(set(expected) ^ set(state)) + [k for k in expected if k in state and state[k].shape != expected[k].shape]
-    if problems:
-        raise InputError(weights_path, f"weights do not fit the orientation network (width {meta.width}): "
-                                       f"{len(problems)} tensors differ, e.g. {problems[0]}")
-    model.load_state_dict(state)
-    model.eval()
+    model = load_checked_state(OrientationNet(meta.width), state, weights_path,
+                               f"the orientation network (width {meta.width})")
     return model.to(device), meta
 
 

@@ -21,7 +21,7 @@ from chromodesk.core.document import Box
 from chromodesk.core.errors import InputError
 from chromodesk.core.mask_input import MASK_SIZE, WINDOW_SCALE, mask_input, window_mask
 
-from .bundle import bundle_paths, read_json_object, read_verified_weights, save_bundle
+from .bundle import bundle_paths, load_checked_state, read_json_object, read_verified_weights, save_bundle
 from .mask_net import WIDTHS, MaskUNet
 
 FORMAT_VERSION = 1
@@ -80,14 +80,7 @@ def load_segmenter(path: str | Path, device: str | torch.device = "cpu") -> tupl
     meta = read_segmenter_meta(path)
     json_path, _ = bundle_paths(path)
     weights_path, state = read_verified_weights(json_path, meta.weights_file, meta.weights_sha256, "segmenter")
-    model = MaskUNet(meta.width)
-    expected = model.state_dict()
-    problems = sorted(set(expected) ^ set(state)) + [k for k in expected if k in state and state[k].shape != expected[k].shape]
-    if problems:
-        raise InputError(weights_path, f"weights do not fit the {meta.width} mask network: {len(problems)} tensors "
-                                       f"differ, e.g. {problems[0]}")
-    model.load_state_dict(state)
-    model.eval()
+    model = load_checked_state(MaskUNet(meta.width), state, weights_path, f"the {meta.width} mask network")
     return model.to(device), meta
 
 

@@ -280,10 +280,11 @@ def classify_job(gray: np.ndarray, items: tuple[ClassifyItem, ...], targets: fro
     (which end is up, for every class) on the same crops."""
     n = len(items)
     progress(0, n + 1, f"Preprocessing {n} chromosomes")
-    from chromodesk.pipeline import crop_outlines, keeping_hand_outlines, orient_crops, segment_of
+    from chromodesk.pipeline import crop_outlines, hand_masks, orient_crops, segment_of
 
-    segment = keeping_hand_outlines(segment_of(classifier), [it.outline for it in items])
-    crops = preprocess_cell(gray, [it.box for it in items], classifier.preprocess, segment=segment)
+    boxes = [it.box for it in items]
+    hand = hand_masks([it.outline for it in items], boxes, classifier.preprocess, gray.shape)
+    crops = preprocess_cell(gray, boxes, classifier.preprocess, segment=segment_of(classifier), hand=hand)
     for info, it in zip(crops.raw, items):
         info["box"] = it.box.as_list()  # a plain value a test double can key on; ignored by real models
     progress(1, n + 1, "Classifying")

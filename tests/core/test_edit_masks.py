@@ -120,15 +120,15 @@ def test_a_hand_made_outline_survives_classification_and_saving_but_not_a_box_ch
 
 def test_classification_cuts_the_crop_by_the_hand_made_outline():
     from chromodesk.core.preprocess import preprocess_cell
-    from chromodesk.pipeline import keeping_hand_outlines
+    from chromodesk.pipeline import hand_masks
 
-    cfg = PreprocessConfig(nlm_h=0.0, outlines=True)  # a model trained on crops cut by outlines
+    cfg = PreprocessConfig(nlm_h=0.0)  # a model trained on threshold crops: the technician's cut still counts
     gray = np.full((100, 100), 210, np.uint8)
     gray[30:40, 20:80] = 60  # two chromosomes touching end to end: one dark bar
     box = Box(20, 30, 80, 40)
     left = ((20, 30), (49, 30), (49, 39), (20, 39))
     plain = preprocess_cell(gray, [box, box], cfg)
-    cut = preprocess_cell(gray, [box, box], cfg, segment=keeping_hand_outlines(None, [left, None]))
+    cut = preprocess_cell(gray, [box, box], cfg, hand=hand_masks([left, None], [box, box], cfg, gray.shape))
     assert cut.masks[0].sum() == 300 and cut.masks[1] is None
     assert cut.raw[1] == plain.raw[1]  # the other box as before
     assert cut.raw[0]["area"] < 0.7 * plain.raw[0]["area"]  # only the left one is in its crop

@@ -499,24 +499,33 @@ detector_case("checksum-mismatch", "checksum", json.dumps({**json.loads(DETECTOR
 ORIENTATION = ROOT / "models" / "chromodesk-orientation.json"
 
 
-def orientation_case(id: str, says: str, mutate: Callable[[Path, dict], str | None]) -> None:
-    """A copy of the shipped orientation bundle changed by ``mutate(folder, meta)`` (as bundle_case)."""
+def companion_case(kind: str, shipped: Path, id: str, says: str, mutate: Callable[[Path, dict], str | None]) -> None:
+    """A copy of a shipped companion bundle (loaded beside the classifier) changed by
+    ``mutate(folder, meta)`` (as bundle_case)."""
     def build(tmp: Path) -> Path:
-        folder = tmp / "orientation"
+        folder = tmp / kind
         folder.mkdir()
-        meta = json.loads(ORIENTATION.read_text())
-        os.symlink(ORIENTATION.with_name(meta["weights_file"]), folder / meta["weights_file"])
+        meta = json.loads(shipped.read_text())
+        os.symlink(shipped.with_name(meta["weights_file"]), folder / meta["weights_file"])
         target = mutate(folder, meta)
-        if not (folder / ORIENTATION.name).exists():
-            (folder / ORIENTATION.name).write_text(json.dumps(meta))
-        return folder / (target or ORIENTATION.name)
-    add("orientation", id, "error", says, build)
+        if not (folder / shipped.name).exists():
+            (folder / shipped.name).write_text(json.dumps(meta))
+        return folder / (target or shipped.name)
+    add(kind, id, "error", says, build)
+
+
+def _companion_json(shipped: Path, text: str):
+    def mutate(folder, meta):
+        (folder / shipped.name).write_text(text)
+    return mutate
+
+
+def orientation_case(id: str, says: str, mutate: Callable[[Path, dict], str | None]) -> None:
+    companion_case("orientation", ORIENTATION, id, says, mutate)
 
 
 def _orientation_json(text: str):
-    def mutate(folder, meta):
-        (folder / ORIENTATION.name).write_text(text)
-    return mutate
+    return _companion_json(ORIENTATION, text)
 
 
 orientation_case("json-corrupt", "invalid JSON", _orientation_json('{"kind": "orientation", '))
@@ -550,23 +559,11 @@ SEGMENTER = ROOT / "models" / "chromodesk-masks.json"
 
 
 def segmenter_case(id: str, says: str, mutate: Callable[[Path, dict], str | None]) -> None:
-    """A copy of the shipped mask bundle changed by ``mutate(folder, meta)`` (as bundle_case)."""
-    def build(tmp: Path) -> Path:
-        folder = tmp / "masks"
-        folder.mkdir()
-        meta = json.loads(SEGMENTER.read_text())
-        os.symlink(SEGMENTER.with_name(meta["weights_file"]), folder / meta["weights_file"])
-        target = mutate(folder, meta)
-        if not (folder / SEGMENTER.name).exists():
-            (folder / SEGMENTER.name).write_text(json.dumps(meta))
-        return folder / (target or SEGMENTER.name)
-    add("segmenter", id, "error", says, build)
+    companion_case("segmenter", SEGMENTER, id, says, mutate)
 
 
 def _segmenter_json(text: str):
-    def mutate(folder, meta):
-        (folder / SEGMENTER.name).write_text(text)
-    return mutate
+    return _companion_json(SEGMENTER, text)
 
 
 segmenter_case("json-corrupt", "invalid JSON", _segmenter_json('{"kind": "segmenter", '))

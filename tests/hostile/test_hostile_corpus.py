@@ -111,36 +111,21 @@ def test_model_bundles(h: Hostile, tmp_path, analyze_cli, monkeypatch):
     check_error(h, rc, results, err, named)
 
 
-ORIENTATIONS = [h for h in CASES if h.kind == "orientation"]
+COMPANIONS = [h for h in CASES if h.kind in ("orientation", "segmenter")]
 
 
-@pytest.mark.parametrize("h", ORIENTATIONS, ids=[h.id for h in ORIENTATIONS])
-def test_orientation_bundles(h: Hostile, tmp_path, monkeypatch):
-    """Through the loader the classifier uses for its orientation network (Classifier(orientation=...))."""
+@pytest.mark.parametrize("h", COMPANIONS, ids=[h.id for h in COMPANIONS])
+def test_companion_bundles(h: Hostile, tmp_path, monkeypatch):
+    """Through the loaders the classifier uses for the networks it carries (Classifier(orientation=...,
+    segmentation=...))."""
     from chromodesk.inference.orientation import find_orienter
-
-    monkeypatch.chdir(tmp_path)  # a pickle that ran would leave PWNED here
-    path = h.build(tmp_path)
-    with pytest.raises(InputError) as info:
-        find_orienter(path)
-    assert not (tmp_path / "PWNED").exists(), "a model file ran code"
-    message = str(info.value)
-    assert "\n" not in message and str(path.parent) in message, message
-    assert h.says.lower() in message.lower(), f"{h.id}: should say {h.says!r}: {message}"
-
-
-SEGMENTERS = [h for h in CASES if h.kind == "segmenter"]
-
-
-@pytest.mark.parametrize("h", SEGMENTERS, ids=[h.id for h in SEGMENTERS])
-def test_segmenter_bundles(h: Hostile, tmp_path, monkeypatch):
-    """Through the loader the classifier uses for its mask network (Classifier(segmentation=...))."""
     from chromodesk.inference.segmenter import find_segmenter
 
+    find = {"orientation": find_orienter, "segmenter": find_segmenter}[h.kind]
     monkeypatch.chdir(tmp_path)  # a pickle that ran would leave PWNED here
     path = h.build(tmp_path)
     with pytest.raises(InputError) as info:
-        find_segmenter(path)
+        find(path)
     assert not (tmp_path / "PWNED").exists(), "a model file ran code"
     message = str(info.value)
     assert "\n" not in message and str(path.parent) in message, message
