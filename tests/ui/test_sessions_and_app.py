@@ -225,31 +225,41 @@ def test_window_code_does_not_import_torch(module):
     assert out.stdout.strip() == "False"
 
 
-def test_main_opens_the_window_and_the_image(qtbot, cell_files, tmp_path, monkeypatch):
-    from PySide6.QtCore import QTimer
-    from PySide6.QtWidgets import QApplication
+_DRIVE_MAIN = """
+import json, sys
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+from chromodesk.ui.app import main
+from chromodesk.ui.main_window import MainWindow
+seen = {}
+def check_and_quit():
+    windows = [w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow) and w.isVisible()]
+    ws = windows[0].workspace if windows else None
+    if ws is not None and ws.cell is not None and not ws.model_loading:
+        seen.update(image=ws.cell.image_path.name, boxes=len(ws.cell.doc), status=windows[0].model_label.text())
+        windows[0].close()
+        QApplication.instance().quit()
+    else:
+        QTimer.singleShot(50, check_and_quit)
+app = QApplication.instance() or QApplication(sys.argv[:1])
+QTimer.singleShot(50, check_and_quit)
+rc = main(sys.argv[1:])
+print(json.dumps(seen))
+sys.exit(rc)
+"""
 
-    from chromodesk.ui.app import main
-    from chromodesk.ui.main_window import MainWindow
 
-    monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # main() installs its own: undo after the test
-    seen = {}
+def test_main_opens_the_window_and_the_image(cell_files, tmp_path):
+    """The real entry point, in its own process as a user starts it (main() installs an excepthook,
+    logging and quits the application: nothing of that may leak into the other tests)."""
+    import os
 
-    def check_and_quit():
-        windows = [w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow) and w.isVisible()]
-        ws = windows[0].workspace if windows else None
-        if ws is not None and ws.cell is not None and not ws.model_loading:
-            seen["image"] = ws.cell.image_path.name
-            seen["boxes"] = len(ws.cell.doc)
-            seen["status"] = windows[0].model_label.text()
-            windows[0].close()
-            QApplication.instance().quit()
-        else:
-            QTimer.singleShot(50, check_and_quit)
-
-    QTimer.singleShot(50, check_and_quit)
-    assert main([str(cell_files[0]), "--model", str(tmp_path / "none.json"), "--device", "cpu"]) == 0
-    assert seen == {"image": "103082.jpg", "boxes": 46, "status": "No model"}
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", CHROMODESK_LOG_DIR=str(tmp_path / "log"),
+               XDG_DATA_HOME=str(tmp_path / "xdg-data"), XDG_CONFIG_HOME=str(tmp_path / "xdg-config"))
+    run = subprocess.run([sys.executable, "-c", _DRIVE_MAIN, str(cell_files[0]), "--model", str(tmp_path / "none.json"),
+                          "--device", "cpu"], capture_output=True, text=True, timeout=240, env=env)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert json.loads(run.stdout.strip().splitlines()[-1]) == {"image": "103082.jpg", "boxes": 46, "status": "No model"}
     assert (tmp_path / "log" / "chromodesk.log").is_file()
 
 
