@@ -145,8 +145,10 @@ def _initial_model(cfg: TrainConfig, pre: PreprocessConfig) -> ChromosomeNet:
         raise InputError(bundle_paths(cfg.init_from)[0], f"is a {meta.architecture}, but the run trains {cfg.arch} (--arch)")
     if meta.input_size != pre.size:
         raise InputError(bundle_paths(cfg.init_from)[0], f"takes {meta.input_size} px crops, but the run uses {pre.size} px (--input-size)")
-    # a retrained crop network changes what its cell-context stage was fitted to: refit that afterwards
+    # a retrained crop network changes what its cell-context stage and its "not a chromosome" head were
+    # fitted to (the embedding they read): both are dropped, to be refitted (`context`, `reject`)
     model.context = None
+    model.reject = model.reject_cfg = None
     return model
 
 

@@ -116,6 +116,21 @@ def test_fine_tuning_starts_from_the_given_bundle(tiny_crops, tmp_path, capsys):
     w_base, w_tuned, w_scratch = (load_file(str(run / "model.safetensors"))[name] for run in (base, tuned, scratch))
     assert abs(w_tuned - w_base).max() < 1e-5 < abs(w_scratch - w_base).max()
 
+    # a bundle with a "not a chromosome" head (as shipped): the tuned crop network no longer matches the
+    # embedding that head read, so the tuned bundle comes without it -- and loads
+    from chromodesk.inference.bundle import load_bundle, read_meta, save_bundle
+    from chromodesk.inference.network import RejectConfig, RejectHead
+
+    model, meta = load_bundle(base / "model.json")
+    model.reject_cfg = meta.reject = RejectConfig(hidden=8, threshold=0.5)
+    model.reject = RejectHead(model.embedding_width + len(meta.feature_names), meta.reject)
+    save_bundle(model, meta, tmp_path / "with_reject" / "model.json")
+    assert read_meta(tmp_path / "with_reject" / "model.json").reject is not None
+    again = tmp_path / "again"
+    assert main(["fit", *common, "--out", str(again), "--lr", "1e-9", "--init", str(tmp_path / "with_reject" / "model.json")]) == 0
+    tuned_model, tuned_meta = load_bundle(again / "model.json")
+    assert tuned_meta.reject is None and tuned_model.reject is None
+
     capsys.readouterr()
     wrong_size = [a for a in common if a not in ("--input-size", "32")] + ["--input-size", "48"]
     rc = main(["fit", *wrong_size, "--out", str(tmp_path / "bad"), "--init", str(base / "model.json")])
