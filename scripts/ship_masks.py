@@ -37,7 +37,8 @@ def main() -> int:
         meta["metrics"]["test"]["evaluated_with"] = "chromodesk-train evaluate-masks --split test (cell/case-disjoint)"
     if args.separation:
         sep = json.loads(args.separation.read_text())
-        meta["metrics"]["classification"] = {k: sep[k] for k in ("threshold", "mask_network", "images") if k in sep}
+        meta["metrics"]["classification"] = {k: sep[k] for k in ("with_reject_head", "without_reject_head", "images", "note")
+                                             if k in sep}
     atomic_write_text(dest.with_suffix(".json"), json.dumps(meta, indent=2))
     shutil.copy(args.run / "split.json", dest.with_suffix(".split.json")) if (args.run / "split.json").is_file() else None
     _, shipped = load_segmenter(dest.with_suffix(".json"))  # checksum and shapes, as the app will load it
