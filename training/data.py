@@ -136,7 +136,10 @@ def _fingerprint(root: Path, names: list[str], cfg: PreprocessConfig) -> str:
     if cfg.outlines:  # crops cut by another mask network are other crops
         from chromodesk.inference.segmenter import DEFAULT_SEGMENTER
 
-        h.update(DEFAULT_SEGMENTER.with_suffix(".safetensors").read_bytes()[-4096:])
+        weights = DEFAULT_SEGMENTER.with_suffix(".safetensors")
+        if not weights.is_file():
+            raise InputError(DEFAULT_SEGMENTER, "crops cut by outlines (--outlines) need the mask network bundle")
+        h.update(weights.read_bytes()[-4096:])  # the tail of the weights: enough to tell two networks apart
     for n in names:
         h.update(n.encode())
     return f"{root.name}-{cfg.digest()}-{h.hexdigest()[:10]}"

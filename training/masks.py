@@ -238,7 +238,6 @@ def evaluate_masks(bundle: str, polygons: str, gband: str | None, split: dict, p
     from chromodesk.inference.segmenter import DEFAULT_SEGMENTER, load_segmenter
 
     model, meta = load_segmenter(bundle or DEFAULT_SEGMENTER)
-    torch.set_num_threads(max(torch.get_num_threads(), 1))
     cfg = MaskTrainConfig()
     data = load_mask_data(polygons, gband, split, cfg, quiet)
     t0 = time.time()
