@@ -208,7 +208,8 @@ def cmd_evaluate_detect(args) -> int:
 
     result = evaluate_detection(args.model, args.data, split=args.split, split_file=args.split_file,
                                 classifier_model=args.classifier, end_to_end=not args.no_classify,
-                                classical=not args.no_classical, limit=args.limit, quiet=args.quiet)
+                                classical=not args.no_classical, limit=args.limit, quiet=args.quiet,
+                                threshold=args.threshold)
     if args.json:
         atomic_write_text(args.json, json.dumps(result, indent=1))
     print_detection_summary(result)
@@ -218,7 +219,7 @@ def cmd_evaluate_detect(args) -> int:
 def cmd_reject(args) -> int:
     from .reject import RejectTrainConfig, fit_reject_bundle
 
-    cfg = RejectTrainConfig(hidden=args.hidden, epochs=args.epochs, max_positive_reject=args.max_positive_reject,
+    cfg = RejectTrainConfig(kind=args.kind, hidden=args.hidden, epochs=args.epochs, max_positive_reject=args.max_positive_reject,
                             max_train_images=args.max_train_images, max_eval_images=args.max_eval_images, seed=args.seed)
     result = fit_reject_bundle(args.model, args.data, args.out, cfg, detector=args.detector,
                                evaluate_test=not args.no_test, quiet=args.quiet)
@@ -340,6 +341,8 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("--split-file", default=None)
     v.add_argument("--limit", type=int, default=0, help="at most this many images (quick looks)")
     v.add_argument("--no-classify", action="store_true", help="skip detect -> classify -> assign")
+    v.add_argument("--threshold", type=float, default=None,
+                   help="the learned detector's score threshold instead of its bundle's (choose it on --split val)")
     v.add_argument("--no-classical", action="store_true", help="skip the classical detector beside it")
     v.add_argument("--json", default=None)
     v.add_argument("--quiet", action="store_true")
@@ -349,8 +352,11 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--data", required=True, help="the VOC metaphase folder")
     r.add_argument("--out", required=True, help="the new bundle (NAME.json; weights, split and report beside it)")
     r.add_argument("--detector", default=None, help="detector bundle whose false positives become negatives too")
-    r.add_argument("--hidden", type=int, default=64)
-    r.add_argument("--epochs", type=int, default=100)
+    r.add_argument("--kind", choices=("crops", "embedding"), default="crops",
+                   help="crops: a small network of its own on each box's crop (default); embedding: a head on the "
+                        "crop network's embedding")
+    r.add_argument("--hidden", type=int, default=0, help="width (0: 32 for crops, 64 for embedding)")
+    r.add_argument("--epochs", type=int, default=0, help="0: 30 for crops, 100 for embedding")
     r.add_argument("--max-positive-reject", type=float, default=0.002,
                    help="share of real validation chromosomes the threshold may reject")
     r.add_argument("--max-train-images", type=int, default=400)

@@ -69,11 +69,14 @@ def _end_to_end(gray: np.ndarray, path: Path, found: np.ndarray, truth: np.ndarr
 
 def evaluate_detection(model: str | None, data: list[str], split: str = "test", split_file: str | None = None,
                        classifier_model: str | None = None, end_to_end: bool = True, classical: bool = True,
-                       limit: int = 0, quiet: bool = False) -> dict:
+                       limit: int = 0, quiet: bool = False, threshold: float | None = None) -> dict:
+    """``threshold``: the learned detector's score threshold instead of its bundle's (to choose
+    one on the validation split; never on the test split)."""
     from chromodesk.core.detect import detect_chromosomes
     from chromodesk.inference.detector import DEFAULT_DETECTOR, Detector
 
     detector = Detector(model, device="cpu")
+    learned_threshold = detector.meta.threshold if threshold is None else float(threshold)
     model_path = Path(model) if model else DEFAULT_DETECTOR
     if split_file:
         split_map = json.loads(Path(split_file).read_text())
@@ -109,15 +112,15 @@ def evaluate_detection(model: str | None, data: list[str], split: str = "test", 
             secs[m].append(time.perf_counter() - t0)
             preds[m].append(found)
             if classifier is not None:
-                kept = found[found[:, 4] >= (detector.meta.threshold if m == "learned" else 0.0)]
+                kept = found[found[:, 4] >= (learned_threshold if m == "learned" else 0.0)]
                 c, n, chromosomes = _end_to_end(img.gray, path, kept, truth, [o.label for o in objs], classifier)
                 e2e[m][0] += c
                 e2e[m][1] += n
                 after_reject[m].append(chromosomes)
     result = {"split": split, "n_images": len(images), "data": [str(d) for d in data], "model_id": detector.model_id,
-              "threshold": detector.meta.threshold, "classifier": classifier.model_id if classifier else None, "methods": {}}
+              "threshold": learned_threshold, "classifier": classifier.model_id if classifier else None, "methods": {}}
     for m in methods:
-        thr = detector.meta.threshold if m == "learned" else 0.0
+        thr = learned_threshold if m == "learned" else 0.0
         at = at_threshold(preds[m], truths, thr)
         row = {"ap50": average_precision(preds[m], truths, 0.5),
                "ap50_95": float(np.mean([average_precision(preds[m], truths, float(t)) for t in IOU_LEVELS])),

@@ -1,9 +1,11 @@
 """``chromodesk-train reject``: give a classifier bundle its "not a chromosome" outcome.
 
-A small head (``inference.network.RejectHead``) reads what the frozen crop network already
-computes for every box (its picture embedding, four flips averaged, and the five relative
-features) and answers "this box holds no chromosome". It is fitted on boxes taken from the
-metaphases themselves, on the bundle's own split (test cases never read here):
+Two kinds of head answer "this box holds no chromosome" (``--kind``): ``crops``, a small
+network of its own (``inference.network.RejectNet``) on each box's crop and its five relative
+features, and ``embedding``, a small head (``RejectHead``) on what the frozen crop network
+already computes (its picture embedding, four flips averaged, and the relative features). The
+crop network is never changed. The head is fitted on boxes taken from the metaphases themselves,
+on the bundle's own split (test cases never read here):
 
 - positives: every annotated chromosome, and the same boxes shifted a little (a detector's
   box is never exactly the annotator's);
@@ -36,7 +38,7 @@ from chromodesk.core.labels import CLASS_INDEX
 from chromodesk.core.preprocess import preprocess_cell
 from chromodesk.pipeline import segment_of
 from chromodesk.core.voc import find_annotation, read_voc
-from chromodesk.inference.network import RejectConfig, RejectHead, predict_batch
+from chromodesk.inference.network import RejectConfig, RejectNet, make_reject, predict_batch, reject_net_probability
 
 from .detect_metrics import iou_matrix
 
@@ -47,9 +49,10 @@ EMPTY_KINDS = ("background", "classical", "detector")
 
 @dataclass
 class RejectTrainConfig:
-    hidden: int = 64
-    epochs: int = 100
-    lr: float = 3e-3
+    kind: str = "crops"  # "crops": a network of its own on the crops; "embedding": a head on the crop network's embedding
+    hidden: int = 0  # 0: 32 (crops: the network's base width) or 64 (embedding: the head's width)
+    epochs: int = 0  # 0: 30 (crops) or 100 (embedding)
+    lr: float = 0.0  # 0: 2e-3 (crops) or 3e-3 (embedding)
     weight_decay: float = 1e-3
     max_positive_reject: float = 0.002  # share of real chromosomes the threshold may reject (validation)
     max_train_images: int = 400
@@ -60,6 +63,12 @@ class RejectTrainConfig:
     train_kinds: tuple[str, ...] = ("background", "classical", "detector")
     negatives_per_kind: int = 8  # per image and kind
     seed: int = 0
+
+    def __post_init__(self):
+        crops = self.kind == "crops"
+        self.hidden = self.hidden or (32 if crops else 64)
+        self.epochs = self.epochs or (30 if crops else 100)
+        self.lr = self.lr or (2e-3 if crops else 3e-3)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -180,7 +189,7 @@ def image_rows(path: Path, classifier, rng: np.random.Generator, cfg: RejectTrai
     label = [labels, labels[shift_idx], np.full(len(neg_list), -1)]
     images, feats = np.concatenate(images), np.concatenate(feats).astype(np.float32)
     emb, probs = embed(classifier, images, feats)
-    return {"emb": emb, "feat": feats, "target": np.concatenate(target), "kind": np.array(kind),
+    return {"emb": emb, "img": images, "feat": feats, "target": np.concatenate(target), "kind": np.array(kind),
             "label": np.concatenate(label), "probs": probs, "image": np.array([path.stem] * len(feats))}
 
 
@@ -202,7 +211,7 @@ def collect(paths: list[Path], classifier, cfg: RejectTrainConfig, detector, see
     """Every image's rows; kept in ``cache`` (an .npz) so that refitting the head reads them back."""
     import hashlib
 
-    key = hashlib.sha256("|".join([classifier.model_id, getattr(detector, "model_id", "none"), str(seed), str(jitter),
+    key = hashlib.sha256("|".join(["rows-v2", classifier.model_id, getattr(detector, "model_id", "none"), str(seed), str(jitter),
                                    str(cfg.negatives_per_kind)] + [str(p) for p in paths]).encode()).hexdigest()[:12]
     path = cache / f"reject-rows-{key}.npz" if cache else None
     if path is not None and path.is_file():
@@ -219,11 +228,14 @@ def collect(paths: list[Path], classifier, cfg: RejectTrainConfig, detector, see
 
 
 # -- fitting ----------------------------------------------------------------------------------
-def fit_head(train: dict, cfg: RejectTrainConfig, width: int) -> RejectHead:
+def fit_head(train: dict, cfg: RejectTrainConfig, embedding_width: int, quiet: bool = True) -> torch.nn.Module:
     torch.manual_seed(cfg.seed)
     keep = (train["target"] == 0) | np.isin(train["kind"], cfg.train_kinds)
     train = {k: v[keep] for k, v in train.items()}
-    head = RejectHead(width, RejectConfig(hidden=cfg.hidden))
+    rcfg = RejectConfig(hidden=cfg.hidden, kind=cfg.kind)
+    if cfg.kind == "crops":
+        return fit_reject_net(train, cfg, make_reject(rcfg, embedding_width, train["feat"].shape[1]), quiet)
+    head = make_reject(rcfg, embedding_width, train["feat"].shape[1])
     x_e = torch.from_numpy(train["emb"]).float()
     x_f = torch.from_numpy(train["feat"]).float()
     y = torch.from_numpy(train["target"]).float()
@@ -243,9 +255,41 @@ def fit_head(train: dict, cfg: RejectTrainConfig, width: int) -> RejectHead:
     return head
 
 
+def fit_reject_net(train: dict, cfg: RejectTrainConfig, net: RejectNet, quiet: bool) -> RejectNet:
+    """The crop head from random weights: every batch in one of the four views the app averages."""
+    from chromodesk.inference.network import to_input
+
+    x_i = torch.from_numpy(train["img"])
+    x_f = torch.from_numpy(train["feat"]).float()
+    y = torch.from_numpy(train["target"]).float()
+    pos_weight = (y == 0).sum() / (y == 1).sum().clamp(min=1)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    batches = (len(y) + 127) // 128
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.epochs * batches, pct_start=0.15)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    for epoch in tqdm(range(cfg.epochs), desc="reject net", unit="epoch", disable=quiet):
+        net.train()
+        for idx in torch.randperm(len(y), generator=gen).split(128):
+            x = to_input(x_i[idx])
+            view = int(torch.randint(4, (1,), generator=gen))
+            x = (x, x.flip(3), x.flip(2), x.flip((2, 3)))[view]
+            loss = F.binary_cross_entropy_with_logits(net(x, x_f[idx]), y[idx], pos_weight=pos_weight)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+    net.eval()
+    return net
+
+
 @torch.inference_mode()
-def reject_scores(head: RejectHead, rows: dict) -> np.ndarray:
-    return torch.sigmoid(head(torch.from_numpy(rows["emb"]).float(), torch.from_numpy(rows["feat"]).float()).double()).numpy()
+def reject_scores(head: torch.nn.Module, rows: dict) -> np.ndarray:
+    feats = torch.from_numpy(rows["feat"]).float()
+    if isinstance(head, RejectNet):
+        images = torch.from_numpy(rows["img"])
+        return torch.cat([reject_net_probability(head, images[s : s + 256], feats[s : s + 256], True)
+                          for s in range(0, len(images), 256)]).double().numpy()
+    return torch.sigmoid(head(torch.from_numpy(rows["emb"]).float(), feats).double()).numpy()
 
 
 def choose_threshold(scores: np.ndarray, rows: dict, max_positive_reject: float) -> float:
@@ -320,7 +364,7 @@ def fit_reject_bundle(model: str | None, data: str, out: str, cfg: RejectTrainCo
     cache = Path(os.environ.get("CHROMODESK_CACHE", Path.home() / ".cache" / "chromodesk"))
     train = collect(train_paths, classifier, cfg, det, cfg.seed, True, quiet, cache)
     val = collect(val_paths, classifier, cfg, det, cfg.seed + 1, True, quiet, cache)
-    head = fit_head(train, cfg, classifier.model.embedding_width + train["feat"].shape[1])
+    head = fit_head(train, cfg, classifier.model.embedding_width, quiet)
     threshold = choose_threshold(reject_scores(head, val), val, cfg.max_positive_reject)
     result = {"config": cfg.to_dict(), "n_train_rows": int(len(train["target"])), "threshold": threshold,
               "val": reject_report(reject_scores(head, val), val, threshold)}
@@ -330,7 +374,7 @@ def fit_reject_bundle(model: str | None, data: str, out: str, cfg: RejectTrainCo
         result["test"] = reject_report(reject_scores(head, test), test, threshold)
         log(f"test {json.dumps(result['test'])}")
     net, meta = classifier.model.cpu(), classifier.meta
-    rcfg = RejectConfig(hidden=cfg.hidden, threshold=threshold)
+    rcfg = RejectConfig(hidden=cfg.hidden, threshold=threshold, kind=cfg.kind)
     net.reject, net.reject_cfg, meta.reject = head, rcfg, rcfg
     meta.model_id = f"{meta.model_id.split('+rej')[0]}+rej{time.strftime('%Y%m%d-%H%M%S')}"
     meta.training = dict(meta.training, reject={"config": cfg.to_dict(), "detector": det.model_id if det else None,

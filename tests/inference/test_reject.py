@@ -117,3 +117,24 @@ def test_the_pipeline_keeps_a_rejected_box_out_of_the_cell(tmp_path):
     assert [c["not_a_chromosome"] for c in out["chromosomes"]].count(True) == 1
     assert out["chromosomes"][46]["not_a_chromosome"] and out["chromosomes"][46]["label"] is None
     assert out["chromosomes"][46]["reject_probability"] == 0.99
+
+
+def test_a_crop_head_bundle_round_trips_and_answers_per_crop(tmp_path):
+    """The crop kind of head is saved with its kind and gives each crop the same answer alone or in a batch."""
+    torch.manual_seed(0)
+    cfg = RejectConfig(hidden=8, threshold=0.6, kind="crops")
+    net = ChromosomeNet("resnet18", reject=cfg)
+    meta = BundleMeta(model_id="crop-reject", architecture="resnet18", input_size=SIZE,
+                      preprocess=PreprocessConfig(size=SIZE), reject=cfg)
+    clf = Classifier(save_bundle(net, meta, tmp_path / "c"), device="cpu")
+    assert clf.meta.reject == cfg and clf.reject_threshold == 0.6
+    crops = _crops(5)
+    _, together = clf.predict_each_with_reject(crops)
+    alone = [clf.predict_arrays(crops.images[i : i + 1], crops.features[i : i + 1], with_reject=True)[1][0] for i in range(5)]
+    assert np.allclose(together, alone, atol=1e-5) and together.std() > 0
+
+
+def test_an_old_bundle_without_a_head_kind_reads_the_embedding():
+    assert RejectConfig.from_dict({"hidden": 64, "threshold": 0.9}).kind == "embedding"
+    with pytest.raises(ValueError, match="kind"):
+        RejectConfig.from_dict({"hidden": 64, "threshold": 0.9, "kind": "pixels"})

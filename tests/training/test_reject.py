@@ -45,10 +45,40 @@ def test_the_head_learns_to_reject_and_the_threshold_spares_chromosomes():
     from training.reject import RejectTrainConfig
 
     train, val = _rows(seed=0), _rows(seed=1)
-    head = fit_head(train, RejectTrainConfig(hidden=8, epochs=60), width=13)
+    head = fit_head(train, RejectTrainConfig(kind="embedding", hidden=8, epochs=60), embedding_width=8)
     scores = reject_scores(head, val)
     t = choose_threshold(scores, val, max_positive_reject=0.01)
     report = reject_report(scores, val, t)
     assert report["chromosomes_rejected"] <= 0.01
     assert report["empty_boxes_rejected"] > 0.8 and report["negatives"]["background"]["n"] == 50
     assert report["accuracy_loss_points"] == pytest.approx(100 * report["chromosomes_rejected"], abs=1e-9)
+
+
+def _crop_rows(n_pos=160, n_neg=80, seed=0):
+    """Positives: a dark bar (a chromosome, cut out and upright, on white); negatives: a faint
+    blob or nothing (background and debris). Features say nothing: the crops must."""
+    rng = np.random.default_rng(seed)
+    img = np.zeros((n_pos + n_neg, 64, 64), np.uint8)
+    for i in range(n_pos):
+        w, h = rng.integers(8, 20), rng.integers(30, 60)
+        x, y = (64 - w) // 2, (64 - h) // 2
+        img[i, y : y + h, x : x + w] = rng.integers(120, 250)
+    for i in range(n_pos, n_pos + n_neg):
+        if i % 2:
+            r = rng.integers(10, 25)
+            yy, xx = np.mgrid[:64, :64]
+            img[i][(yy - 32) ** 2 + (xx - 32) ** 2 < r * r] = rng.integers(20, 60)
+    rows = _rows(n_pos, n_neg, seed)
+    rows["img"] = img
+    return rows
+
+
+def test_the_crop_network_learns_what_holds_a_chromosome():
+    from training.reject import RejectNet, RejectTrainConfig
+
+    head = fit_head(_crop_rows(seed=0), RejectTrainConfig(kind="crops", hidden=8, epochs=6), embedding_width=8)
+    assert isinstance(head, RejectNet)
+    val = _crop_rows(seed=1)
+    scores = reject_scores(head, val)
+    report = reject_report(scores, val, choose_threshold(scores, val, max_positive_reject=0.01))
+    assert report["chromosomes_rejected"] <= 0.01 and report["empty_boxes_rejected"] > 0.9
