@@ -192,8 +192,9 @@ def cmd_detect(args) -> int:
     cfg = DetectTrainConfig(width=args.width, scale=args.scale, batch_size=args.batch_size, lr=args.lr,
                             epochs=args.epochs, samples_per_epoch=args.samples_per_epoch,
                             time_budget_min=args.time_budget, patience=args.patience, seed=args.seed,
-                            threads=args.threads, augment=DetectAugment(patch=args.patch, paste_prob=args.paste_prob,
-                                                                        enabled=not args.no_augment))
+                            threads=args.threads, twin=args.twin, init=args.init or "",
+                            augment=DetectAugment(patch=args.patch, paste_prob=args.paste_prob,
+                                                  centre_paste=args.centre_paste, enabled=not args.no_augment))
     metrics = fit_detector(args.data, cfg, run, split, resume=args.resume, quiet=args.quiet)
     b = metrics["val_at_threshold"]
     print(f"validation: AP50 {metrics['val_ap50']:.4f}, recall {b['recall']:.4f}, precision {b['precision']:.4f} "
@@ -327,6 +328,11 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--time-budget", type=float, default=0.0, help="minutes; cosine schedule over it, then stop")
     d.add_argument("--patience", type=int, default=1000)
     d.add_argument("--paste-prob", type=float, default=0.5, help="share of patches with pasted crossings")
+    d.add_argument("--centre-paste", type=float, default=0.0,
+                   help="share of pasted chromosomes centred on another's centre (crossings that share a peak)")
+    d.add_argument("--twin", action="store_true",
+                   help="a second box per peak for chromosomes that share a centre (crossing pairs)")
+    d.add_argument("--init", default=None, help="start from this detector bundle (e.g. models/chromodesk-detector.json)")
     d.add_argument("--no-augment", action="store_true")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--threads", type=int, default=0)

@@ -130,7 +130,8 @@ def _rotated(sprite: Sprite, angle: float, rng: np.random.Generator) -> tuple[np
     return pix, mask
 
 
-def paste_crossing(x: np.ndarray, boxes: list[list[float]], sprite: Sprite, rng: np.random.Generator) -> bool:
+def paste_crossing(x: np.ndarray, boxes: list[list[float]], sprite: Sprite, rng: np.random.Generator,
+                   centre: bool = False) -> bool:
     """Paste ``sprite`` (rotated at random) across a chromosome of ``x`` (or anywhere when there
     is none); the overlap is darker stain, i.e. brighter here. Adds its box. In place."""
     pix, mask = _rotated(sprite, float(rng.uniform(0, 360)), rng)
@@ -138,10 +139,11 @@ def paste_crossing(x: np.ndarray, boxes: list[list[float]], sprite: Sprite, rng:
     if len(xs) == 0:
         return False
     h, w = x.shape
-    if boxes and rng.random() < 0.85:
+    if boxes and (centre or rng.random() < 0.85):
         bx = boxes[int(rng.integers(len(boxes)))]
-        cx = (bx[0] + bx[2]) / 2 + rng.normal(0, (bx[2] - bx[0]) / 4)
-        cy = (bx[1] + bx[3]) / 2 + rng.normal(0, (bx[3] - bx[1]) / 4)
+        spread = 16 if centre else 4  # ``centre``: the two centres within a cell or so, a shared peak
+        cx = (bx[0] + bx[2]) / 2 + rng.normal(0, (bx[2] - bx[0]) / spread)
+        cy = (bx[1] + bx[3]) / 2 + rng.normal(0, (bx[3] - bx[1]) / spread)
     else:
         cx, cy = rng.uniform(0, w), rng.uniform(0, h)
     mx, my = (xs.min() + xs.max()) / 2, (ys.min() + ys.max()) / 2
@@ -171,6 +173,7 @@ class DetectAugment:
     scale_range: tuple[float, float] = (0.8, 1.25)
     paste_prob: float = 0.5
     paste_max: int = 3
+    centre_paste: float = 0.0  # share of pastes centred near a chromosome's centre (twins to learn from)
     gain_range: tuple[float, float] = (0.7, 1.4)
     noise_max: float = 0.08
     enabled: bool = True
@@ -211,7 +214,8 @@ def sample_patch(im: DetectImage, sprites: list[Sprite], cfg: DetectAugment, rng
     kept = clipped[keep].tolist()
     if cfg.enabled and sprites and rng.random() < cfg.paste_prob:
         for _ in range(int(rng.integers(1, cfg.paste_max + 1))):
-            paste_crossing(patch, kept, sprites[int(rng.integers(len(sprites)))], rng)
+            paste_crossing(patch, kept, sprites[int(rng.integers(len(sprites)))], rng,
+                           centre=bool(rng.random() < cfg.centre_paste))
     if cfg.enabled:
         patch = patch * rng.uniform(*cfg.gain_range) + rng.uniform(-0.1, 0.1)
         if rng.random() < 0.3:
@@ -227,26 +231,40 @@ def _gaussian(shape, cx, cy, sx, sy):
 
 
 def make_targets(boxes: np.ndarray, ignore: np.ndarray, size: tuple[int, int], stride: int = OUTPUT_STRIDE,
-                 alpha: float = 0.54):
+                 alpha: float = 0.54, twin: bool = False):
     """Heatmap (elliptical Gaussians as in TTFNet, peak 1 at each centre cell), log box size and
     centre offset at the centre cells, a regression mask, and a weight map that is zero around
-    boxes cut by the patch edge."""
+    boxes cut by the patch edge. With ``twin`` also (5, h, w) twin targets: a box whose centre
+    cell lies within one cell of a larger box's (the 3x3 peak would swallow it: a crossing) is
+    that peak's twin (presence 1, its log size, its offset from that cell) instead of a peak."""
     oh, ow = size[0] // stride, size[1] // stride
     heat = np.zeros((oh, ow), np.float32)
     weight = np.ones((oh, ow), np.float32)
     reg = np.zeros((4, oh, ow), np.float32)
     reg_mask = np.zeros((oh, ow), np.float32)
+    twins = np.zeros((5, oh, ow), np.float32)
     for x0, y0, x1, y1 in ignore:
         weight[int(y0 // stride) : int(np.ceil(y1 / stride)), int(x0 // stride) : int(np.ceil(x1 / stride))] = 0
-    for x0, y0, x1, y1 in boxes:
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    order = np.argsort(-np.prod(np.maximum(boxes[:, 2:] - boxes[:, :2], 0), 1), kind="stable") if twin else range(len(boxes))
+    peaks: list[tuple[int, int]] = []
+    for k in order:
+        x0, y0, x1, y1 = boxes[k]
         bw, bh = (x1 - x0) / stride, (y1 - y0) / stride
         if bw <= 0 or bh <= 0:
             continue
         cx, cy = (x0 + x1) / 2 / stride, (y0 + y1) / 2 / stride
         ix, iy = min(int(cx), ow - 1), min(int(cy), oh - 1)
+        if twin:
+            host = next(((px, py) for px, py in peaks if abs(px - ix) <= 1 and abs(py - iy) <= 1 and twins[0, py, px] == 0), None)
+            if host is not None:
+                px, py = host
+                twins[:, py, px] = 1.0, np.log(bw), np.log(bh), cx - px, cy - py
+                continue
+            peaks.append((ix, iy))
         g = _gaussian((oh, ow), ix, iy, max(alpha * bw / 6, 0.5), max(alpha * bh / 6, 0.5))
         np.maximum(heat, g, out=heat)
         heat[iy, ix] = 1.0
         reg[:, iy, ix] = np.log(bw), np.log(bh), cx - ix, cy - iy
         reg_mask[iy, ix] = 1.0
-    return heat, weight, reg, reg_mask
+    return (heat, weight, reg, reg_mask, twins) if twin else (heat, weight, reg, reg_mask)

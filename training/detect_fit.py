@@ -44,6 +44,8 @@ class DetectTrainConfig:
     seed: int = 0
     threads: int = 0
     cpu_bf16: bool = True
+    twin: bool = False  # a second box per peak for chromosomes that share a centre (crossings)
+    init: str = ""  # a detector bundle to start from (its twin head, if new, starts at random)
     augment: DetectAugment = field(default_factory=DetectAugment)
 
     def to_dict(self) -> dict:
@@ -59,25 +61,40 @@ def focal_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor)
     return (pos_loss.sum() + neg_loss.sum()) / pos.sum().clamp(min=1)
 
 
-def detection_loss(out, heat, weight, reg, reg_mask) -> tuple[torch.Tensor, dict]:
-    heat_logits, size, offset = (o.float() for o in out)
+def detection_loss(out, heat, weight, reg, reg_mask, twins=None) -> tuple[torch.Tensor, dict]:
+    heat_logits, size, offset = (o.float() for o in out[:3])
     lh = focal_loss(heat_logits[:, 0], heat, weight)
     m = reg_mask.unsqueeze(1)
     n = reg_mask.sum().clamp(min=1)
     ls = (F.l1_loss(size, reg[:, :2], reduction="none") * m).sum() / n
     lo = (F.l1_loss(offset, reg[:, 2:], reduction="none") * m).sum() / n
-    return lh + ls + lo, {"heat": float(lh.detach()), "size": float(ls.detach()), "offset": float(lo.detach())}
+    terms = {"heat": float(lh.detach()), "size": float(ls.detach()), "offset": float(lo.detach())}
+    if twins is None or len(out) < 4:
+        return lh + ls + lo, terms
+    # the twin: present or not at every true peak (a shared centre is rare: weighted up), and
+    # its size and offset where there is one
+    tw = out[3].float()
+    presence = twins[:, 0]
+    bce = F.binary_cross_entropy_with_logits(tw[:, 0], presence, pos_weight=torch.tensor(4.0, device=tw.device),
+                                             reduction="none")
+    lt = (bce * reg_mask).sum() / n
+    tm = presence.unsqueeze(1)
+    nt = presence.sum().clamp(min=1)
+    lr = (F.l1_loss(tw[:, 1:], twins[:, 1:], reduction="none") * tm).sum() / nt
+    terms.update(twin=float(lt.detach()), twin_box=float(lr.detach()))
+    return lh + ls + lo + lt + 0.5 * lr, terms
 
 
 def make_batch(images: list[DetectImage], sprites: dict, cfg: DetectTrainConfig, rng: np.random.Generator):
-    xs, hs, ws, rs, ms = [], [], [], [], []
+    """(patches, heat, weight, reg, reg_mask) and, for a twin detector, the twin targets."""
+    rows = []
     for _ in range(cfg.batch_size):
         im = images[int(rng.integers(len(images)))]
         patch, boxes, cut = sample_patch(im, sprites.get(im.name, []), cfg.augment, rng)
-        heat, weight, reg, reg_mask = make_targets(boxes, cut, patch.shape)
-        xs.append(patch), hs.append(heat), ws.append(weight), rs.append(reg), ms.append(reg_mask)
-    t = lambda a: torch.from_numpy(np.stack(a))  # noqa: E731
-    return t(xs).unsqueeze(1), t(hs), t(ws), t(rs), t(ms)
+        rows.append((patch, *make_targets(boxes, cut, patch.shape, twin=cfg.twin)))
+    parts = [torch.from_numpy(np.stack(a)) for a in zip(*rows)]
+    parts[0] = parts[0].unsqueeze(1)
+    return tuple(parts)
 
 
 @torch.inference_mode()
@@ -88,7 +105,8 @@ def predict_images(model: CenterNetLite, images: list[DetectImage], device, thre
     out = []
     for im in images:
         x = torch.from_numpy(pad_to_multiple(im.x.astype(np.float32))).to(device)[None, None]
-        found = decode(*(flip_averaged(model, x) if tta else model(x)), threshold)[0]
+        maps = flip_averaged(model, x) if tta else model(x)
+        found = decode(*maps[:3], threshold, twin=maps[3] if len(maps) > 3 else None)[0]
         found[:, :4] *= 4
         out.append(found)
     return out
@@ -114,7 +132,10 @@ def fit_detector(data_paths: list[str], cfg: DetectTrainConfig, run_dir: str | P
         print(f"{len(train)} training / {len(val)} validation images, "
               f"{sum(map(len, sprites.values()))} isolated chromosomes to paste", flush=True)
 
-    model = CenterNetLite(cfg.width).to(device)
+    model = CenterNetLite(cfg.width, twin=cfg.twin)
+    if cfg.init and not (resume and (run / "checkpoint.pt").is_file()):
+        start_from(model, cfg.init, quiet)
+    model = model.to(device)
     cpu_bf16 = device.type == "cpu" and cfg.cpu_bf16 and "AVX512" in torch.backends.cpu.get_cpu_capability()
     amp = device.type == "cuda"
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -149,10 +170,10 @@ def fit_detector(data_paths: list[str], cfg: DetectTrainConfig, run_dir: str | P
             t0, seen, parts = time.time(), 0, {"loss": 0.0, "heat": 0.0, "size": 0.0, "offset": 0.0}
             bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}", unit="batch", disable=quiet, leave=False, mininterval=5.0)
             for _ in bar:
-                x, heat, weight, reg, reg_mask = (t.to(device) for t in make_batch(train, sprites, cfg, rng))
+                x, *targets = (t.to(device) for t in make_batch(train, sprites, cfg, rng))
                 with torch.autocast(device.type, dtype=torch.float16 if amp else torch.bfloat16, enabled=amp or cpu_bf16):
                     out = model(x)
-                loss, terms = detection_loss(out, heat, weight, reg, reg_mask)
+                loss, terms = detection_loss(out, *targets)
                 opt.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.unscale_(opt)
@@ -163,7 +184,7 @@ def fit_detector(data_paths: list[str], cfg: DetectTrainConfig, run_dir: str | P
                 seen += len(x)
                 parts["loss"] += float(loss.detach()) * len(x)
                 for k, v in terms.items():
-                    parts[k] += v * len(x)
+                    parts[k] = parts.get(k, 0.0) + v * len(x)
                 bar.set_postfix(loss=f"{parts['loss'] / seen:.3f}", img_s=f"{seen / max(time.time() - t0, 1e-6):.1f}")
             bar.close()
             rate = seen / max(time.time() - t0, 1e-6)
@@ -199,6 +220,22 @@ def fit_detector(data_paths: list[str], cfg: DetectTrainConfig, run_dir: str | P
     return finish_detector(model, val, cfg, run, history, [s.source for s in sets], len(train))
 
 
+def start_from(model: CenterNetLite, bundle: str, quiet: bool) -> None:
+    """The weights of a shipped or earlier detector; a twin head it lacks starts at random."""
+    from chromodesk.inference.bundle import bundle_paths, read_verified_weights
+    from chromodesk.inference.detector import read_detector_meta
+
+    meta = read_detector_meta(bundle)
+    if meta.width != model.width:
+        raise ValueError(f"{bundle}: a {meta.width} detector cannot start a {model.width} one")
+    _, state = read_verified_weights(bundle_paths(bundle)[0], meta.weights_file, meta.weights_sha256, "detector")
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or any(not k.startswith("twin.") for k in missing):
+        raise ValueError(f"{bundle}: weights do not fit (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    if not quiet:
+        print(f"started from {meta.model_id}" + (f"; {len(missing)} twin tensors at random" if missing else ""), flush=True)
+
+
 def finish_detector(model: CenterNetLite, val: list[DetectImage], cfg: DetectTrainConfig, run: Path, history: list[dict],
                     sources: list[str], n_train: int) -> dict:
     """Choose on validation whether to average the four flips and the score threshold (best F1),
@@ -215,7 +252,7 @@ def finish_detector(model: CenterNetLite, val: list[DetectImage], cfg: DetectTra
                "val_options": {("four flips" if k else "one pass"): v for k, v in options.items()}, "history": history,
                "patches_per_s": float(np.median([h["patches_per_s"] for h in history])) if history else None}
     meta = DetectorMeta(model_id=f"centernet-{cfg.width}-{time.strftime('%Y%m%d-%H%M%S')}", width=cfg.width, scale=cfg.scale,
-                        threshold=best["threshold"], tta=tta,
+                        threshold=best["threshold"], tta=tta, twin=cfg.twin,
                         training={"sources": sources, "train_images": n_train, "val_images": len(val),
                                   "split": "by case (the classifier bundle's split)", "epochs_run": len(history),
                                   "minutes": history[-1]["minutes"] if history else 0.0, "config": cfg.to_dict(),

@@ -35,6 +35,7 @@ class DetectorMeta:
     threshold: float = 0.3
     polarity: str = "auto"
     tta: bool = False  # average the four flips (chosen on validation)
+    twin: bool = False  # the network answers for a second chromosome sharing a centre (a crossing)
     training: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     weights_sha256: str = ""
@@ -43,6 +44,7 @@ class DetectorMeta:
     def to_json(self) -> dict:
         return {"kind": "detector", "format_version": FORMAT_VERSION, "model_id": self.model_id, "width": self.width,
                 "scale": self.scale, "threshold": self.threshold, "polarity": self.polarity, "tta": self.tta,
+                "twin": self.twin,
                 "weights_file": self.weights_file, "weights_sha256": self.weights_sha256,
                 "training": self.training, "metrics": self.metrics}
 
@@ -60,7 +62,7 @@ def read_detector_meta(path: str | Path) -> DetectorMeta:
     try:
         meta = DetectorMeta(model_id=str(data["model_id"]), width=str(data["width"]), scale=float(data["scale"]),
                             threshold=float(data["threshold"]), polarity=str(data.get("polarity", "auto")),
-                            tta=bool(data.get("tta", False)),
+                            tta=bool(data.get("tta", False)), twin=bool(data.get("twin", False)),
                             training=data.get("training", {}), metrics=data.get("metrics", {}),
                             weights_sha256=str(data["weights_sha256"]),
                             weights_file=str(data.get("weights_file") or json_path.with_suffix(".safetensors").name))
@@ -79,26 +81,45 @@ def load_detector(path: str | Path, device: str | torch.device = "cpu") -> tuple
     meta = read_detector_meta(path)
     json_path, _ = bundle_paths(path)
     weights_path, state = read_verified_weights(json_path, meta.weights_file, meta.weights_sha256, "detector")
-    model = load_checked_state(CenterNetLite(meta.width), state, weights_path, f"the {meta.width} detector")
+    model = load_checked_state(CenterNetLite(meta.width, twin=meta.twin), state, weights_path,
+                               f"the {meta.width} detector" + (" with its twin head" if meta.twin else ""))
     return model.to(device), meta
 
 
+def _unflip_offsets(offset: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+    """A flipped cell's offset ``o`` is ``1 - o`` along the flipped axis (offsets are (N, 2, H, W))."""
+    offset = offset.clone()
+    if 3 in dims:
+        offset[:, 0] = 1 - offset[:, 0]
+    if 2 in dims:
+        offset[:, 1] = 1 - offset[:, 1]
+    return offset
+
+
+def _logit(p: torch.Tensor) -> torch.Tensor:
+    p = p.clamp(1e-6, 1 - 1e-6)
+    return torch.log(p / (1 - p))
+
+
 @torch.inference_mode()
-def flip_averaged(model: CenterNetLite, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The network's maps averaged over the picture and its three flips (probabilities for the
-    heatmap, log sizes and offsets mapped back: a flipped cell's offset ``o`` is ``1 - o``)."""
-    heats, sizes, offsets = [], [], []
+def flip_averaged(model: CenterNetLite, t: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The network's maps averaged over the picture and its three flips: probabilities for the
+    heatmap (and the twin's presence), log sizes and offsets mapped back."""
+    views = []
     for dims in ((), (3,), (2,), (2, 3)):
-        h, s, o = model(t.flip(dims) if dims else t)
-        h, s, o = (v.flip(dims) if dims else v for v in (h.float(), s.float(), o.float()))
-        o = o.clone()
-        if 3 in dims:
-            o[:, 0] = 1 - o[:, 0]
-        if 2 in dims:
-            o[:, 1] = 1 - o[:, 1]
-        heats.append(torch.sigmoid(h)), sizes.append(s), offsets.append(o)
-    p = torch.stack(heats).mean(0).clamp(1e-6, 1 - 1e-6)
-    return torch.log(p / (1 - p)), torch.stack(sizes).mean(0), torch.stack(offsets).mean(0)
+        maps = [v.float() for v in model(t.flip(dims) if dims else t)]
+        maps = [v.flip(dims) if dims else v for v in maps]
+        heat, size, offset = torch.sigmoid(maps[0]), maps[1], _unflip_offsets(maps[2], dims)
+        view = [heat, size, offset]
+        if len(maps) > 3:
+            tw = maps[3]
+            view.append(torch.cat([torch.sigmoid(tw[:, :1]), tw[:, 1:3], _unflip_offsets(tw[:, 3:5], dims)], 1))
+        views.append(view)
+    mean = [torch.stack(v).mean(0) for v in zip(*views)]
+    mean[0] = _logit(mean[0])
+    if len(mean) > 3:
+        mean[3] = torch.cat([_logit(mean[3][:, :1]), mean[3][:, 1:]], 1)
+    return tuple(mean)
 
 
 @torch.inference_mode()
@@ -107,8 +128,8 @@ def run_detector(model: CenterNetLite, gray: np.ndarray, scale: float, threshold
     """(n, 5) boxes ``x0, y0, x1, y1, score`` in image pixels (float), clipped to the image."""
     x = detector_input(gray, scale, polarity)
     t = torch.from_numpy(pad_to_multiple(x)).to(device)[None, None]
-    heat, size, offset = flip_averaged(model, t) if tta else model(t)
-    found = decode(heat, size, offset, threshold)[0]
+    maps = flip_averaged(model, t) if tta else model(t)
+    found = decode(*maps[:3], threshold, twin=maps[3] if len(maps) > 3 else None)[0]
     found[:, :4] *= OUTPUT_STRIDE / scale
     h, w = gray.shape
     found[:, [0, 2]] = found[:, [0, 2]].clip(0, w)

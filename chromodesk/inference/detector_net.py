@@ -5,6 +5,11 @@ non-maximum suppression of anchor detectors removes one of them; here every chro
 is one peak of a heatmap, read off by a 3x3 local maximum, with its box size and
 sub-pixel offset regressed at that peak. No anchors, no NMS, one class.
 
+Two chromosomes that cross near their middles share a centre, hence one peak: measured on
+validation images, four in five chromosomes the detector missed were such a partner. With
+``twin`` a fifth head answers at every peak whether a second chromosome is centred there too,
+and regresses that one's size and offset, so a crossing pair comes out as two boxes.
+
 A residual encoder (strides 2..32, for the context of a whole chromosome and its
 neighbours) and a top-down decoder with lateral connections back to stride 4; sized to
 train from random weights on two CPU cores.
@@ -39,9 +44,10 @@ WIDTHS = {"small": (24, 32, 64, 96, 128, 64), "base": (32, 48, 96, 160, 192, 96)
 
 class CenterNetLite(nn.Module):
     """Input (N, 1, H, W), H and W multiples of 32. Output at stride 4: heatmap logits (N, 1),
-    log box size in output cells (N, 2: w, h), centre offset within the cell (N, 2)."""
+    log box size in output cells (N, 2: w, h), centre offset within the cell (N, 2); with
+    ``twin`` also (N, 5): a second chromosome at this centre (logit), its log size and offset."""
 
-    def __init__(self, width: str = "base"):
+    def __init__(self, width: str = "base", twin: bool = False):
         super().__init__()
         c0, c1, c2, c3, c4, d = WIDTHS[width]
         self.width = width
@@ -55,10 +61,13 @@ class CenterNetLite(nn.Module):
         self.heat = nn.Sequential(_conv_bn(d, d), nn.Conv2d(d, 1, 1))
         self.size = nn.Sequential(_conv_bn(d, d), nn.Conv2d(d, 2, 1))
         self.offset = nn.Sequential(_conv_bn(d, d), nn.Conv2d(d, 2, 1))
+        self.twin = nn.Sequential(_conv_bn(d, d), nn.Conv2d(d, 5, 1)) if twin else None
+        if twin:
+            nn.init.constant_(self.twin[-1].bias[0], -4.6)  # a shared centre is rare
         # focal-loss prior: start with every cell at p = 0.01 background, as CenterNet does
         nn.init.constant_(self.heat[-1].bias, -4.6)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         f4 = self.s4(self.stem(x))
         f8 = self.s8(f4)
         f16 = self.s16(f8)
@@ -66,13 +75,16 @@ class CenterNetLite(nn.Module):
         top = self.lat[3](f32)
         for lat, smooth, feat in zip((self.lat[2], self.lat[1], self.lat[0]), self.smooth, (f16, f8, f4)):
             top = smooth(lat(feat) + F.interpolate(top, size=feat.shape[-2:], mode="nearest"))
-        return self.heat(top), self.size(top), self.offset(top)
+        out = (self.heat(top), self.size(top), self.offset(top))
+        return out + (self.twin(top),) if self.twin is not None else out
 
 
 @torch.inference_mode()
 def decode(heat_logits: torch.Tensor, log_size: torch.Tensor, offset: torch.Tensor, threshold: float,
-           max_objects: int = 200) -> list[np.ndarray]:
-    """Peaks above ``threshold`` -> per image an (n, 5) array ``x0, y0, x1, y1, score`` in output cells."""
+           max_objects: int = 200, twin: torch.Tensor | None = None) -> list[np.ndarray]:
+    """Peaks above ``threshold`` -> per image an (n, 5) array ``x0, y0, x1, y1, score`` in output cells.
+    With ``twin`` maps, a peak whose twin says so gives a second box, scored peak x twin
+    probability (kept when that is above ``threshold`` too)."""
     heat = torch.sigmoid(heat_logits.float())
     peaks = heat == F.max_pool2d(heat, 3, 1, 1)
     out = []
@@ -88,5 +100,12 @@ def decode(heat_logits: torch.Tensor, log_size: torch.Tensor, offset: torch.Tens
         bw, bh = log_size[i, 0].flatten()[idx].float().exp(), log_size[i, 1].flatten()[idx].float().exp()
         cx, cy = xs + ox, ys + oy
         boxes = torch.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2, top], 1)
+        if twin is not None and len(idx):
+            t = twin[i].float().flatten(1)[:, idx]
+            score2 = top * torch.sigmoid(t[0])
+            two = score2 >= threshold
+            tw, th = t[1, two].exp(), t[2, two].exp()
+            tx, ty = xs[two] + t[3, two], ys[two] + t[4, two]
+            boxes = torch.cat([boxes, torch.stack([tx - tw / 2, ty - th / 2, tx + tw / 2, ty + th / 2, score2[two]], 1)])
         out.append(boxes.cpu().numpy())
     return out

@@ -276,3 +276,58 @@ def test_flip_averaging_maps_offsets_back_to_the_picture():
     assert torch.allclose(offset, o1, atol=1e-5)  # a wrong mapping would average 0.25 with 0.75
     assert torch.allclose(torch.sigmoid(heat), torch.sigmoid(h1), atol=1e-5)
     assert torch.allclose(size, torch.zeros_like(size))
+
+
+# -- twins: crossing chromosomes that share a centre ----------------------------------------------
+def test_a_chromosome_centred_on_a_larger_ones_peak_is_its_twin_not_a_second_peak():
+    long = [40, 40, 80, 120]  # centre (60, 80): cell (15, 20)
+    cross = [44, 70, 78, 92]  # centre (61, 81): the same cell, a crossing at the middle
+    apart = [150, 150, 170, 200]
+    heat, weight, reg, reg_mask, twins = make_targets(np.array([cross, long, apart], np.float32), np.zeros((0, 4)),
+                                                      (256, 256), twin=True)
+    assert reg_mask.sum() == 2 and (heat == 1.0).sum() == 2  # the long one and the one apart
+    assert twins[0].sum() == 1 and twins[0, 20, 15] == 1  # the cross is the long one's twin
+    assert np.allclose(np.exp(twins[1:3, 20, 15]), [34 / 4, 22 / 4])
+    assert np.allclose(twins[3:, 20, 15], [61 / 4 - 15, 81 / 4 - 20])
+    assert np.allclose(np.exp(reg[:2, 20, 15]), [40 / 4, 80 / 4])  # the peak keeps the larger box
+    plain = make_targets(np.array([cross, long, apart], np.float32), np.zeros((0, 4)), (256, 256))
+    assert len(plain) == 4 and plain[3].sum() == 2  # without twins the pair is one cell: one of them is lost
+
+
+def test_a_peak_with_a_twin_decodes_to_two_boxes():
+    from chromodesk.inference.detector_net import decode
+
+    heat = torch.full((1, 1, 32, 32), -9.0)
+    heat[0, 0, 10, 10] = 3.0
+    size = torch.zeros((1, 2, 32, 32))
+    size[0, :, 10, 10] = torch.tensor([np.log(8.0), np.log(2.0)])
+    offset = torch.full((1, 2, 32, 32), 0.5)
+    twin = torch.full((1, 5, 32, 32), -9.0)
+    twin[0, :, 10, 10] = torch.tensor([2.0, np.log(2.0), np.log(8.0), 0.25, 0.75])
+    found = decode(heat, size, offset, 0.3, twin=twin)[0]
+    assert len(found) == 2
+    assert np.allclose(found[1, :4], [10.25 - 1, 10.75 - 4, 10.25 + 1, 10.75 + 4], atol=1e-4)
+    p = 1 / (1 + np.exp(-3.0))
+    assert np.isclose(found[1, 4], p / (1 + np.exp(-2.0)), atol=1e-5)
+    twin[0, 0, 10, 10] = -3.0  # no twin there: one box
+    assert len(decode(heat, size, offset, 0.3, twin=twin)[0]) == 1
+
+
+def test_a_twin_detector_starts_from_a_plain_one_and_round_trips(trained, voc_folder, tmp_path):
+    from chromodesk.core.imaging import load_gray
+    from chromodesk.inference.detector import Detector, flip_averaged
+    from training.detect_fit import DetectTrainConfig, fit_detector
+
+    run, *_ = trained
+    cfg = DetectTrainConfig(batch_size=4, samples_per_epoch=8, epochs=1, lr=1e-3, twin=True,
+                            init=str(run / "detector.json"),
+                            augment=DetectAugment(patch=128, paste_prob=1.0, centre_paste=1.0))
+    split = json.loads((voc_folder / "split.json").read_text())
+    metrics = fit_detector([str(voc_folder)], cfg, tmp_path / "twin", split, quiet=True)
+    assert "train_twin" in metrics["history"][0]
+    det = Detector(tmp_path / "twin" / "detector.json", device="cpu")
+    assert det.meta.twin and det.model.twin is not None
+    maps = flip_averaged(det.model, torch.zeros((1, 1, 64, 64)))
+    assert len(maps) == 4 and maps[3].shape == (1, 5, 16, 16)
+    img = load_gray(next((voc_folder / "images").iterdir()))
+    assert det.detect_array(img.gray, threshold=0.01).shape[1] == 5
