@@ -21,7 +21,7 @@ from chromodesk.core.document import Box, Karyotype
 from chromodesk.core.errors import InputError
 from chromodesk.core.imaging import LoadedImage, load_gray
 from chromodesk.core.karyotype import CellAnalysis, analyse_cell
-from chromodesk.core.labels import CLASSES
+from chromodesk.core.labels import CLASS_INDEX, CLASSES
 from chromodesk.core.outline import mask_outline, outline_mask
 from chromodesk.core.preprocess import CellCrops, mask_regions, preprocess_cell
 from chromodesk.core.voc import find_annotation, read_voc
@@ -54,6 +54,12 @@ class AnalysisResult:
                 "reject_probability": round(float(r.reject_probability), 4) if r.reject_probability is not None else None,
                 # the mask's outer contour in image pixels (null: no mask network, threshold inside the box)
                 "outline": [list(p) for p in r.outline] if r.outline else None,
+                # the karyogram's picture: the crop turned upright by ``angle`` degrees, then turned
+                # 180 degrees when ``turned_180``; ``p_arm_up``: P(p-arm up) of the upright crop, as labelled
+                "angle": round(float(r.angle), 2) if r.angle is not None else None,
+                "p_arm_up": round(float(r.p_up[CLASS_INDEX[r.label]]), 4) if r.p_up and r.label in CLASS_INDEX else None,
+                "turned_180": r.shown_turned,
+                "mirrored": r.mirrored,
             }
             if r.unknown_name:
                 entry["file_name"] = r.file_name

@@ -73,6 +73,17 @@ def test_analyze_json_gives_each_chromosome_its_outline_inside_its_box(sample, r
         assert span > 0.6
 
 
+def test_analyze_json_says_which_way_each_chromosome_stands_in_the_karyogram(sample, random_bundle, capsys):
+    """The shipped orientation network answers for every labelled chromosome: the angle its crop was
+    turned upright by, P(p-arm up) for its label and whether the karyogram turns it end over end
+    (exactly when that probability is under one half, as nobody turned it by hand)."""
+    assert main(["analyze", str(sample), "--model", str(random_bundle), "--json", "--device", "cpu"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for c in result["chromosomes"]:
+        assert -180 <= c["angle"] <= 180 and 0 <= c["p_arm_up"] <= 1
+        assert c["turned_180"] == (c["p_arm_up"] < 0.5) and c["mirrored"] is False
+
+
 def test_analyze_writes_every_format(sample, random_bundle, tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["analyze", str(sample), "--model", str(random_bundle), "--out", str(out)]) == 0

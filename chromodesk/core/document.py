@@ -82,12 +82,14 @@ class ChromosomeRecord:
     angle: float | None = None
     p_up: tuple[float, ...] | None = None
     turned: bool | None = None  # technician: True = turned 180 degrees from that crop, False = as it is
+    # technician: shown flipped left-right in the karyogram (the mirror image of the upright picture)
+    mirrored: bool = False
     # the chromosome's outer contour in image pixels, as the mask network drew it (None: threshold
     # + largest component inside the box, as before); its classifier crop and karyogram use it
     outline: tuple[tuple[int, int], ...] | None = None
     # the outline came from the technician's edit (knife split, join): classification keeps it and
     # cuts the crop by it instead of drawing its own; a box change drops it with the outline
-    outline_by_hand: bool = False
+    outline_by_hand: bool = False  # also the brush and the polygon (Redraw outline)
 
     @property
     def shown_turned(self) -> bool:
@@ -142,7 +144,8 @@ class ChromosomeRecord:
 
 @dataclass(frozen=True)
 class Event:
-    """What changed: ``kind`` is one of added, removed, box, prediction, label, turn, cell, reset."""
+    """What changed: ``kind`` is one of added, removed, box (also an outline redrawn), prediction,
+    label, turn (also a mirror), cell, reset."""
 
     kind: str
     record_id: str | None = None
@@ -209,14 +212,27 @@ class Karyotype:
         return record
 
     def set_box(self, record_id: str, box: Box) -> None:
+        self._new_picture(record_id, box)
+        self._emit("box", record_id)
+
+    def set_outline(self, record_id: str, box: Box, outline) -> None:
+        """The technician's own outline (brush, polygon) and the box that goes round it: like a box
+        change the chromosome is classified again (confirmation kept), and the outline stays."""
+        record = self._new_picture(record_id, box)
+        record.outline = tuple((int(x), int(y)) for x, y in outline)
+        record.outline_by_hand = True
+        self._emit("box", record_id)
+
+    def _new_picture(self, record_id: str, box: Box) -> ChromosomeRecord:
         record = self.records[record_id]
         record.box = box.clipped(self.width, self.height)
         record.box_revision += 1
-        # a moved box is a different picture: its old prediction (and which end is up) no longer applies
+        # a moved box is a different picture: its old prediction (and which end is up) no longer
+        # applies. ``mirrored`` stays: it flips whatever picture stands upright.
         record.predicted = record.probabilities = record.assigned = record.reject_probability = None
         record.angle = record.p_up = record.turned = record.outline = None
         record.auto_rejected = record.outline_by_hand = False
-        self._emit("box", record_id)
+        return record
 
     def set_prediction(
         self, record_id: str, probabilities, model_id: str | None, *, box_revision: int | None = None,
@@ -270,6 +286,11 @@ class Karyotype:
     def set_turned(self, record_id: str, turned: bool | None) -> None:
         """The technician's word on which end is up in the karyogram (None: back to the network's)."""
         self.records[record_id].turned = turned
+        self._emit("turn", record_id)
+
+    def set_mirrored(self, record_id: str, mirrored: bool) -> None:
+        """The technician's left-right flip of a chromosome in the karyogram."""
+        self.records[record_id].mirrored = bool(mirrored)
         self._emit("turn", record_id)
 
     _PREDICTION_FIELDS = ("probabilities", "predicted", "assigned", "model_id", "reject_probability", "auto_rejected",

@@ -142,7 +142,8 @@ def chromosome_ink(doc: Karyotype, gray: np.ndarray, cfg: PreprocessConfig = Pre
     reads dark on white). Darkness rather than grey is rotated so that the canvas the
     rotation adds, and the interpolated mask edge, fade to white instead of black.
     Which end is up: the end that was up in the classifier's crop (its stored angle), turned
-    180 degrees where ``record.shown_turned`` says so (p-arm up, or the technician's turn).
+    180 degrees where ``record.shown_turned`` says so (p-arm up, or the technician's turn), and
+    flipped left-right where the technician mirrored it.
     A bent chromosome is straightened along its centre line (``core.straighten``).
     """
     gray = _check_gray(doc, gray)
@@ -162,7 +163,11 @@ def chromosome_ink(doc: Karyotype, gray: np.ndarray, cfg: PreprocessConfig = Pre
         if not support.any():
             continue
         ink, _ = tight(ink, support)
-        out[record.id] = np.ascontiguousarray(ink[::-1, ::-1]) if record.shown_turned else ink
+        if record.shown_turned:
+            ink = ink[::-1, ::-1]
+        if record.mirrored:  # the technician's left-right flip of the upright picture
+            ink = ink[:, ::-1]
+        out[record.id] = np.ascontiguousarray(ink)
     return out
 
 

@@ -47,7 +47,8 @@ def outline_box(points: Sequence[Sequence[int]]) -> Box:
 def outlines_json(doc) -> dict:
     """Every chromosome's outline, in the per-image JSON layout of the polygon data set (``image``,
     ``width``, ``height``, ``objects`` = ``label`` + ``points``), so a lab's reviewed outlines can
-    train the mask network again (``chromodesk-train masks --polygons``). Boxes that hold no
+    train the mask network again (``chromodesk-train masks --polygons``); ``by_hand`` marks the
+    outlines a technician drew (knife, join, brush, polygon). Boxes that hold no
     chromosome, and chromosomes without an outline, are left out."""
     from pathlib import Path
 
@@ -56,6 +57,6 @@ def outlines_json(doc) -> dict:
         if r.rejected or not r.outline:
             continue
         objects.append({"id": r.id, "label": r.label or "chr", "box": r.box.as_list(),
-                        "points": [list(p) for p in r.outline]})
+                        "points": [list(p) for p in r.outline], "by_hand": r.outline_by_hand})
     return {"format": "chromodesk-outlines", "image": Path(doc.image_path).name, "width": doc.width,
             "height": doc.height, "objects": objects}

@@ -52,6 +52,7 @@ def session_to_dict(doc: Karyotype) -> dict[str, Any]:
             "angle": r.angle,
             "p_up": list(r.p_up) if r.p_up is not None else None,
             "turned": r.turned,
+            "mirrored": r.mirrored,
             "outline": [list(point) for point in r.outline] if r.outline else None,
             "outline_by_hand": r.outline_by_hand,
         })
@@ -218,8 +219,10 @@ class _Reader:
         return tuple((x, y) for x, y in value)
 
     def orientation_fields(self, item: dict, rid: str) -> dict:
-        """Which end is up (absent in sessions saved before the orientation network shipped)."""
+        """Which end is up (absent in sessions saved before the orientation network shipped) and
+        the technician's mirror (absent before it existed: not mirrored)."""
         angle, p_up, turned = item.get("angle"), item.get("p_up"), item.get("turned")
+        mirrored = item.get("mirrored", False)
         if angle is not None and not (_number(angle) and -180.0 <= angle <= 180.0):
             raise self.fail(f"{rid}.angle", f"expected an angle in degrees (-180 to 180), found {angle!r}")
         if p_up is not None and (not isinstance(p_up, list) or len(p_up) != len(CLASSES)
@@ -227,8 +230,11 @@ class _Reader:
             raise self.fail(f"{rid}.p_up", f"expected {len(CLASSES)} probabilities (each 0 to 1)")
         if turned is not None and not isinstance(turned, bool):
             raise self.fail(f"{rid}.turned", f"expected true, false or null, found {turned!r}")
+        if not isinstance(mirrored, bool):
+            raise self.fail(f"{rid}.mirrored", f"expected true or false, found {mirrored!r}")
         return {"angle": None if angle is None else float(angle),
-                "p_up": None if p_up is None else tuple(float(p) for p in p_up), "turned": turned}
+                "p_up": None if p_up is None else tuple(float(p) for p in p_up), "turned": turned,
+                "mirrored": mirrored}
 
 
 def _number(value) -> bool:

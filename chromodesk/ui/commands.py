@@ -65,6 +65,22 @@ class TurnChromosome(QUndoCommand):
         self.doc.set_turned(self.record_id, self.before)
 
 
+class MirrorChromosome(QUndoCommand):
+    """Flip a chromosome left-right in the karyogram (the technician's word; again: back)."""
+
+    def __init__(self, doc: Karyotype, record_id: str, parent: QUndoCommand | None = None):
+        super().__init__(parent)
+        self.doc, self.record_id = doc, record_id
+        self.before = doc.get(record_id).mirrored
+        self.setText(f"{record_id}: mirror" if not self.before else f"{record_id}: mirror back")
+
+    def redo(self) -> None:
+        self.doc.set_mirrored(self.record_id, not self.before)
+
+    def undo(self) -> None:
+        self.doc.set_mirrored(self.record_id, self.before)
+
+
 class _KeepsTheCell(QUndoCommand):
     """A box edit whose undo gives back what the user saw before it: with a cell-context stage the
     other chromosomes' probabilities and labels changed too. Redo gives back what was seen after."""
@@ -256,3 +272,27 @@ class ReplaceRecords(_KeepsTheCell):
         self._added = [self.doc.remove(rid) for rid in self.new_ids if rid in self.doc.records]
         for r in self.before:
             self.doc.restore(r)
+
+
+class RedrawOutline(_KeepsTheCell):
+    """A chromosome's outline redrawn by hand (brush stroke, polygon), its box following it: one
+    undo step. The record keeps its id and confirmation and is classified again; undo puts it
+    back exactly, redo as it was after the edit (with the prediction it got there)."""
+
+    def __init__(self, doc: Karyotype, record_id: str, box: Box, outline, text: str,
+                 parent: QUndoCommand | None = None):
+        super().__init__(doc, parent)
+        self.record_id, self.box, self.outline = record_id, box, tuple(outline)
+        self.before = replace(doc.get(record_id))
+        self._edited: ChromosomeRecord | None = None
+        self.setText(text)
+
+    def redo_boxes(self) -> None:
+        if self._edited is None:
+            self.doc.set_outline(self.record_id, self.box, self.outline)
+        else:
+            self.doc.restore(self._edited)
+
+    def undo_boxes(self) -> None:
+        self._edited = replace(self.doc.get(self.record_id))
+        self.doc.restore(self.before)

@@ -4,7 +4,8 @@ Zoom with the wheel, pan by dragging the background, levels in the histogram at 
 right. A box is coloured by its state and shows its label; hovering shows the top-3
 guesses; a click selects it. The selected box can be dragged and resized; the change
 becomes one undo command when the drag finishes. In draw mode a drag on the image
-draws a new box; in knife mode it draws a straight line that cuts a chromosome in two.
+draws a new box; in knife mode it draws a straight line that cuts a chromosome in two. In brush
+and polygon mode the selected chromosome's outline is painted or redrawn (``outline_tools``).
 Ctrl+click (or Shift+click) picks a second chromosome besides the selected one (for Join).
 The view never edits the document itself: it emits requests.
 """
@@ -25,6 +26,7 @@ from chromodesk.core.document import Box, ChromosomeRecord, Event
 
 from . import style
 from .coalesce import NextTurn
+from .outline_tools import OutlineTools
 
 
 # a pause between chunks of box creation: a zero timer would run every chunk (and the
@@ -113,8 +115,24 @@ class CellViewBox(pg.ViewBox):
         self._rubber.setZValue(1000)
         self._rubber.hide()
         self.addItem(self._rubber, ignoreBounds=True)
+        self.tools = OutlineTools(self)
+
+    @property
+    def brush_mode(self) -> bool:
+        return self.tools.brush
+
+    @property
+    def polygon_mode(self) -> bool:
+        return self.tools.polygon
+
+    @property
+    def roi_inert(self) -> bool:
+        """Brush and polygon: every click and drag is the tool's, none a box's."""
+        return self.tools.brush or self.tools.polygon
 
     def mouseDragEvent(self, ev, axis=None):
+        if self.tools.drag(ev):
+            return
         if self.knife_mode and ev.button() == Qt.MouseButton.LeftButton:
             ev.accept()
             start = self.mapSceneToView(ev.buttonDownScenePos(Qt.MouseButton.LeftButton))
@@ -142,6 +160,8 @@ class CellViewBox(pg.ViewBox):
         super().mouseDragEvent(ev, axis)
 
     def mouseClickEvent(self, ev):
+        if self.tools.click(ev):
+            return
         if ev.button() == Qt.MouseButton.LeftButton:
             ev.accept()
             self.backgroundClicked.emit()
@@ -209,10 +229,37 @@ class ChromosomeROI(pg.ROI):
 
     def mouseDragEvent(self, ev):
         view = self.getViewBox()
+        if getattr(view, "roi_inert", False):
+            view.mouseDragEvent(ev)  # a brush stroke, even when the scene gave it to the box
+            return
         if getattr(view, "knife_mode", False):
             ev.ignore()  # the knife line goes to the view, even when it starts on a box
             return
         super().mouseDragEvent(ev)
+
+    def mouseClickEvent(self, ev):
+        view = self.getViewBox()
+        if getattr(view, "roi_inert", False):
+            view.mouseClickEvent(ev)  # a brush dab or a polygon point
+            return
+        super().mouseClickEvent(ev)
+
+    def hoverEvent(self, ev):
+        view = self.getViewBox()
+        if getattr(view, "roi_inert", False):
+            if self.mouseHovering:  # claims nothing: the scene then gives clicks and drags to the view
+                self.mouseHovering = False
+                self.currentPen = self.pen
+                self.update()
+            return
+        if getattr(view, "knife_mode", False):  # the selected box must not claim the knife's drag
+            translatable, self.translatable = self.translatable, False
+            try:
+                super().hoverEvent(ev)
+            finally:
+                self.translatable = translatable
+            return
+        super().hoverEvent(ev)
 
     partner = False  # the second chromosome picked for Join
 
@@ -259,6 +306,12 @@ class ImageView(QWidget):
     drawModeChanged = Signal(bool)
     knifeModeChanged = Signal(bool)
     knifeDrawn = Signal(object, object)  # (x, y), (x, y): a knife line's ends, image coordinates
+    brushModeChanged = Signal(bool)
+    polygonModeChanged = Signal(bool)
+    # in pixel coordinates (pixel (i, j) centred on (i, j), as outlines): a stroke and whether it erases;
+    # a polygon's points
+    brushPainted = Signal(object, bool)
+    polygonDrawn = Signal(object)
     partnerRequested = Signal(object)  # record id: Ctrl+click (or Shift+click) on a box
     boxEdited = Signal(str, object)  # record id, Box
 
@@ -287,6 +340,10 @@ class ImageView(QWidget):
         self.viewbox.knifeDrawn.connect(
             lambda a, b: self.knifeDrawn.emit((float(a.x()), float(a.y())), (float(b.x()), float(b.y()))))
         self.viewbox.backgroundClicked.connect(lambda: self.selectRequested.emit(None))
+        self.tools = self.viewbox.tools
+        self.tools.strokeFinished.connect(self.brushPainted)
+        self.tools.polygonClosed.connect(self.polygonDrawn)
+        self.graphics.scene().sigMouseMoved.connect(lambda pos: self.tools.hover(self.viewbox.mapSceneToView(pos)))
 
     # -- binding ----------------------------------------------------------------------------------
     def set_cell(self, cell) -> None:
@@ -298,6 +355,7 @@ class ImageView(QWidget):
         self._dirty = set()
         self._to_add = []
         self._clear()
+        self.tools.cancel_polygon()  # points clicked on another cell
         if cell is None:
             self.image_item.clear()
             return
@@ -349,9 +407,14 @@ class ImageView(QWidget):
         if self.cell is not None:
             self.viewbox.setRange(QRectF(0, 0, self.cell.doc.width, self.cell.doc.height), padding=0.02)
 
+    def _leave_other_modes(self, keep: str) -> None:
+        for name in ("draw", "knife", "brush", "polygon"):
+            if name != keep:
+                getattr(self, f"set_{name}_mode")(False)
+
     def set_draw_mode(self, on: bool) -> None:
         if on:
-            self.set_knife_mode(False)
+            self._leave_other_modes("draw")
         if on != self.viewbox.draw_mode:
             self.viewbox.draw_mode = on
             self.graphics.setCursor(Qt.CursorShape.CrossCursor if on else Qt.CursorShape.ArrowCursor)
@@ -361,19 +424,41 @@ class ImageView(QWidget):
         """Knife mode: each drag draws a straight line that cuts the chromosome it crosses in two;
         it stays on until Esc (or K again)."""
         if on:
-            self.set_draw_mode(False)
+            self._leave_other_modes("knife")
         if on != self.viewbox.knife_mode:
             self.viewbox.knife_mode = on
             self.graphics.setCursor(Qt.CursorShape.CrossCursor if on else Qt.CursorShape.ArrowCursor)
             self._show_handles()
             self.knifeModeChanged.emit(on)
 
+    def set_brush_mode(self, on: bool) -> None:
+        """Brush mode: drags paint the selected chromosome's outline (Shift or the right button
+        erases); it stays on until Esc (or the action again)."""
+        if on:
+            self._leave_other_modes("brush")
+        if on != self.tools.brush:
+            self.tools.set_brush(on)
+            self.graphics.setCursor(Qt.CursorShape.CrossCursor if on else Qt.CursorShape.ArrowCursor)
+            self._show_handles()
+            self.brushModeChanged.emit(on)
+
+    def set_polygon_mode(self, on: bool) -> None:
+        """Polygon mode: clicks place the selected chromosome's new outline point by point."""
+        if on:
+            self._leave_other_modes("polygon")
+        if on != self.tools.polygon:
+            self.tools.set_polygon(on)
+            self.graphics.setCursor(Qt.CursorShape.CrossCursor if on else Qt.CursorShape.ArrowCursor)
+            self._show_handles()
+            self.polygonModeChanged.emit(on)
+
     def _show_handles(self) -> None:
-        """The selected box's resize handles, hidden while the knife is out (a cut starting on one
-        must not resize the box)."""
+        """The selected box's resize handles, hidden while the knife (brush, polygon) is out: a cut
+        starting on one must not resize the box."""
+        hidden = self.viewbox.knife_mode or self.viewbox.roi_inert
         for roi in self.rois.values():
             for handle in roi.getHandles():
-                handle.setVisible(not self.viewbox.knife_mode)
+                handle.setVisible(not hidden)
 
     # -- document events ------------------------------------------------------------------------------
     def _on_event(self, event: Event) -> None:
@@ -411,11 +496,12 @@ class ImageView(QWidget):
                 self._add(record)
                 if rid == self.cell.selected:
                     self.rois[rid].set_selected(True)
+                    self._show_handles()
 
     def _on_selection(self, record_id) -> None:
         for rid, roi in self.rois.items():
             roi.set_selected(rid == record_id)
-        if self.viewbox.knife_mode:
+        if self.viewbox.knife_mode or self.viewbox.roi_inert:
             self._show_handles()
         if record_id in self.rois:
             self._ensure_visible(self.rois[record_id])
@@ -479,7 +565,8 @@ def _legend() -> QLabel:
     parts = [f"<span style='color:{style.colour(key).name()}'>■</span>&nbsp;{html.escape(text).replace(' ', '&nbsp;')}"
              for key, text in style.LEGEND]
     keys = ("selected:&nbsp;<span style='color:#e6b800'>■</span> wheel&nbsp;zoom · drag&nbsp;pan · B&nbsp;draw · "
-            "Del&nbsp;delete · K&nbsp;knife · J&nbsp;join · N&nbsp;not&nbsp;a&nbsp;chromosome · F&nbsp;fit")
+            "Del&nbsp;delete · K&nbsp;knife · J&nbsp;join · Shift+B&nbsp;brush · P&nbsp;outline · "
+            "N&nbsp;not&nbsp;a&nbsp;chromosome · F&nbsp;fit")
     label = QLabel(" &nbsp;".join(parts) + f" &nbsp; <span style='color:#777'>{keys}</span>")
     label.setWordWrap(True)
     label.setContentsMargins(6, 2, 6, 2)

@@ -3,7 +3,8 @@
 The picture comes from ``core.export.layout_karyogram`` in a background job, with the
 rectangle of every chromosome and slot; a click maps back through those rectangles to
 a record id. Dragging a chromosome (from here, or a table row) onto another slot
-relabels it; a double-click (or its context menu's "Turn 180°") turns it end over end.
+relabels it; a double-click (or its context menu's "Turn 180°") turns it end over end, and the
+context menu's "Mirror" flips it left-right.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class KaryogramView(QWidget):
     selectRequested = Signal(object)  # record id
     labelDropped = Signal(str, str)  # record id, label
     turnRequested = Signal(str)  # record id: turn it 180 degrees
+    mirrorRequested = Signal(str)  # record id: flip it left-right
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -163,6 +165,7 @@ class KaryogramView(QWidget):
         self.selectRequested.emit(rid)
         menu = QMenu(self)
         menu.addAction("Turn 180°", lambda: self.turnRequested.emit(rid))
+        menu.addAction("Mirror (flip left–right)", lambda: self.mirrorRequested.emit(rid))
         self.popup(menu, event.globalPos())
 
     def popup(self, menu: QMenu, where: QPoint) -> None:

@@ -132,6 +132,7 @@ class MainWindow(QMainWindow):
         self.image_view.boxEdited.connect(ws.move_box)
         self.karyogram.labelDropped.connect(ws.set_label)
         self.karyogram.turnRequested.connect(ws.turn)
+        self.karyogram.mirrorRequested.connect(ws.mirror)
         self.palette.labelClicked.connect(ws.label_selected)
         self.palette.acceptClicked.connect(ws.accept_selected)
         self.palette.acceptAllClicked.connect(ws.accept_all)
@@ -143,11 +144,24 @@ class MainWindow(QMainWindow):
         self.keys.nextPressed.connect(ws.select_next_least_confident)
         self.keys.typedChanged.connect(self.palette.show_typed)
         self.keys.escapePressed.connect(lambda: (self.image_view.set_draw_mode(False),
-                                                 self.image_view.set_knife_mode(False)))
+                                                 self.image_view.set_knife_mode(False),
+                                                 self.image_view.set_brush_mode(False),
+                                                 self.image_view.set_polygon_mode(False)))
+        self.keys.enterPressed.connect(self.image_view.tools.close_polygon)
         self.image_view.drawModeChanged.connect(self.draw_action.setChecked)
         self.image_view.knifeModeChanged.connect(self.knife_action.setChecked)
         self.image_view.knifeModeChanged.connect(self._knife_mode_changed)
         self.image_view.knifeDrawn.connect(ws.split_with_line)
+        self.image_view.brushModeChanged.connect(self.brush_action.setChecked)
+        self.image_view.polygonModeChanged.connect(self.polygon_action.setChecked)
+        for signal in (self.image_view.brushModeChanged, self.image_view.polygonModeChanged,
+                       self.image_view.tools.radiusChanged):
+            signal.connect(self._show_tool_hint)
+        self.image_view.brushPainted.connect(
+            lambda stroke, erase: ws.paint_selected(stroke, self.image_view.tools.radius, erase))
+        self.image_view.polygonDrawn.connect(self._polygon_drawn)
+        # a result's message times out: what to do in the tool comes back
+        self.statusBar().messageChanged.connect(lambda text: text or self._show_tool_hint())
         self.image_view.partnerRequested.connect(self._select_also)
         self.case_list.openRequested.connect(ws.open_image)
         self.case_list.inReportChanged.connect(ws.set_in_report)
@@ -270,6 +284,10 @@ class MainWindow(QMainWindow):
         self.turn_action = self._action("&Turn 180° in the karyogram", ws.turn_selected, "T",
                                         tip="Stand the selected chromosome the other end up (p-arm up); undoable")
         cell.addAction(self.turn_action)
+        self.mirror_action = self._action("&Mirror (flip left–right) in the karyogram", ws.mirror_selected, "M",
+                                          tip="Show the selected chromosome as its mirror image in the karyogram "
+                                              "(again: back); undoable")
+        cell.addAction(self.mirror_action)
         cell.addSeparator()
         self.knife_action = self._action("&Split with a knife line", self.image_view.set_knife_mode, "K", checkable=True,
                                          tip="Drag a straight line across a box to cut its chromosome in two "
@@ -279,6 +297,18 @@ class MainWindow(QMainWindow):
                                         tip="Select a chromosome, Ctrl+click a second one, then Join: "
                                             "one box and outline over both; undoable")
         cell.addAction(self.join_action)
+        self.brush_action = self._action("&Brush the outline", self._brush_toggled, "Shift+B", checkable=True,
+                                         tip="Paint the selected chromosome's outline: drag to add, Shift+drag or "
+                                             "right-drag to erase, [ and ] size the brush (Esc stops); undoable")
+        cell.addAction(self.brush_action)
+        self.brush_smaller_action = self._action("Brush smaller", lambda: self.image_view.tools.grow(-1), "[")
+        self.brush_larger_action = self._action("Brush larger", lambda: self.image_view.tools.grow(+1), "]")
+        cell.addAction(self.brush_smaller_action)
+        cell.addAction(self.brush_larger_action)
+        self.polygon_action = self._action("&Redraw outline (polygon)", self._polygon_toggled, "P", checkable=True,
+                                           tip="Click round the selected chromosome point by point: its new "
+                                               "outline (double-click or Enter closes it, Esc cancels); undoable")
+        cell.addAction(self.polygon_action)
         cell.addSeparator()
         self.not_analysable_action = self._action(
             "Cell not &analysable", lambda on: (ws.set_cell_note(on, ws.cell.doc.comment if ws.cell else ""),
@@ -321,6 +351,47 @@ class MainWindow(QMainWindow):
         elif self.statusBar().currentMessage().startswith("Knife:"):
             self.statusBar().clearMessage()
 
+    def _brush_toggled(self, on: bool) -> None:
+        if on and not self._has_selection("Brush"):
+            self.brush_action.setChecked(False)
+            return
+        self.image_view.set_brush_mode(on)
+
+    def _polygon_toggled(self, on: bool) -> None:
+        if on and not self._has_selection("Redraw outline"):
+            self.polygon_action.setChecked(False)
+            return
+        self.image_view.set_polygon_mode(on)
+
+    def _has_selection(self, what: str) -> bool:
+        cell = self.workspace.cell
+        if cell is not None and cell.selected is not None:
+            return True
+        self.statusBar().showMessage(f"{what}: select a chromosome first (click its box, its row or its karyogram "
+                                     "picture), then choose it again", 10000)
+        return False
+
+    def _polygon_drawn(self, points) -> None:
+        if self.workspace.redraw_outline(points):
+            self.image_view.set_polygon_mode(False)  # one outline per P; a refused one may be drawn again
+
+    TOOL_HINTS = ("Brush:", "Redraw outline:")
+
+    def _show_tool_hint(self, *_) -> None:
+        """What to do in brush or polygon mode, until the mode ends (then the hint goes)."""
+        tools, cell = self.image_view.tools, self.workspace.cell
+        target = cell.selected if cell is not None and cell.selected else "no chromosome (select one)"
+        if tools.brush:
+            self.statusBar().showMessage(
+                f"Brush: {tools.radius:g} px on {target}: drag to paint its outline, Shift+drag or right-drag to "
+                "erase; [ and ] size the brush; Esc leaves the brush", 0)
+        elif tools.polygon:
+            self.statusBar().showMessage(
+                f"Redraw outline: {target}: click round the chromosome point by point; double-click or Enter "
+                "closes the outline, Esc cancels", 0)
+        elif self.statusBar().currentMessage().startswith(self.TOOL_HINTS):
+            self.statusBar().clearMessage()
+
     def _cell_changed(self, cell) -> None:
         for view in (self.image_view, self.table, self.karyogram, self.counts, self.palette):
             view.set_cell(cell)
@@ -329,15 +400,19 @@ class MainWindow(QMainWindow):
             self.start_panel.set_recent(self.prefs.recent)
         has = cell is not None
         for action in (self.export_action, self.draw_action, self.delete_action, self.not_analysable_action,
-                       self.turn_action, self.knife_action, self.join_action):
+                       self.turn_action, self.knife_action, self.join_action, self.mirror_action, self.brush_action,
+                       self.polygon_action):
             action.setEnabled(has)
         if cell is None:
+            self.image_view.set_brush_mode(False)
+            self.image_view.set_polygon_mode(False)
             self.setWindowTitle("ChromoDesk")
             self.review_label.setText("")
             self._show_read_only()
             return
         cell.changed.connect(self._update_review_soon)
         cell.selectionChanged.connect(self.keys.clear)
+        cell.selectionChanged.connect(self._show_tool_hint)
         self._update_review()
         position = ""
         if cell.image_path in self.workspace.case:
@@ -513,6 +588,10 @@ class MainWindow(QMainWindow):
             ("B", "draw one box (hold Shift to draw more; Esc stops)"), ("F", "fit the image"),
             ("K", "knife: drag a line across a chromosome to split it in two (Esc stops)"),
             ("Ctrl+click, J", "pick a second chromosome, then join the two into one"),
+            ("Shift+B", "brush: drag to paint the selected chromosome's outline, Shift+drag or right-drag to "
+                        "erase, [ ] size (Esc stops)"),
+            ("P", "redraw the selected chromosome's outline: click its points, double-click or Enter closes"),
+            ("M", "mirror the selected chromosome left–right in the karyogram"),
             ("Ctrl+D", "detect the chromosomes again"), ("Ctrl+Z / Ctrl+Shift+Z", "undo / redo"),
             ("Ctrl+PgDown / Ctrl+PgUp", "next / previous cell of the case"))
 

@@ -159,6 +159,7 @@ class ReviewKeys(QObject):
     nextPressed = Signal()
     rejectPressed = Signal()
     escapePressed = Signal()  # with nothing typed: leave draw mode
+    enterPressed = Signal()  # with nothing typed: close the outline being drawn
     typedChanged = Signal(str, bool)  # text so far, is it a label
 
     def __init__(self, window: QWidget):
@@ -208,6 +209,9 @@ class ReviewKeys(QObject):
             if valid:
                 self.labelEntered.emit(label)
             return True
+        if key in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and mods == Qt.KeyboardModifier.NoModifier:
+            self.enterPressed.emit()
+            return False  # the focused widget still sees its Enter
         if key == Qt.Key.Key_Backspace and self.buffer:
             self._set(self.buffer[:-1])
             return True

@@ -9,6 +9,8 @@ from chromodesk.core.export import STATE_COLOURS, record_state
 
 SELECTED = QColor(255, 215, 0)
 KNIFE = QColor(255, 60, 200)  # the knife line being drawn: unlike any box state
+BRUSH_PAINT = QColor(0, 220, 255, 120)  # a brush stroke being painted (see-through: the chromosome shows)
+BRUSH_ERASE = QColor(255, 70, 70, 120)  # ... being erased
 STATE_TEXT = {
     "confirmed": "confirmed",
     "high": "unreviewed",

@@ -640,6 +640,25 @@ class Workspace(QObject):
             return
         self.turn(cell.selected)
 
+    def mirror(self, record_id: str) -> None:
+        """Flip a chromosome left-right in the karyogram, or back (one undo step)."""
+        cell = self.cell
+        if cell is None or record_id not in cell.doc.records:
+            return
+        if cell.doc.get(record_id).rejected:
+            self.message.emit("Not a chromosome: it has no place in the karyogram to mirror")
+            return
+        if self._push(commands.MirrorChromosome(cell.doc, record_id)):
+            state = "mirrored" if cell.doc.get(record_id).mirrored else "back as it was"
+            self.message.emit(f"{record_id} {state} in the karyogram (Undo takes it back)")
+
+    def mirror_selected(self) -> None:
+        cell = self.cell
+        if cell is None or cell.selected is None:
+            self.message.emit("Select a chromosome first (click its box, its row or its karyogram picture)")
+            return
+        self.mirror(cell.selected)
+
     def detect_again(self) -> None:
         """Re-run the detector in the background; its boxes replace the unconfirmed ones (one undo step)."""
         cell = self.cell
@@ -800,6 +819,59 @@ class Workspace(QObject):
         cell.select(new_id)
         self.message.emit(f"{ids[0]} and {ids[1]} joined into {new_id} (Undo takes it back)")
         return new_id
+
+    # -- brush and polygon: the selected chromosome's outline redrawn -----------------------------------------
+    def paint_selected(self, stroke, radius: float, erase: bool = False) -> bool:
+        """One brush stroke (pixel coordinates, ``core.redraw``) over the selected chromosome's mask:
+        painted on, or erased; one undo step. Refused (False) with the reason in the status bar."""
+        from chromodesk.core.edit_masks import EditRefused
+        from chromodesk.core.redraw import paint_mask
+
+        what = "Erase" if erase else "Brush"
+        cell = self._outline_target(what)
+        if cell is None:
+            return False
+        rid, doc = cell.selected, cell.doc
+        mask, region = self._mask_of(cell, rid)
+        try:
+            box, outline = paint_mask(mask, region, stroke, radius, image_size=(doc.width, doc.height), erase=erase)
+        except EditRefused as exc:
+            self.message.emit(f"{what} refused for {rid}: {exc}")
+            return False
+        return self._redraw(cell, rid, box, outline, "erased from" if erase else "painted")
+
+    def redraw_outline(self, points) -> bool:
+        """The polygon the technician clicked (pixel coordinates) becomes the selected chromosome's
+        outline, its box going round it; one undo step. Refused (False) with the reason."""
+        from chromodesk.core.edit_masks import EditRefused
+        from chromodesk.core.redraw import polygon_mask
+
+        cell = self._outline_target("Redraw outline")
+        if cell is None:
+            return False
+        rid = cell.selected
+        try:
+            box, outline = polygon_mask(points, (cell.doc.width, cell.doc.height))
+        except EditRefused as exc:
+            self.message.emit(f"Redraw outline refused for {rid}: {exc}")
+            return False
+        return self._redraw(cell, rid, box, outline, "redrawn")
+
+    def _outline_target(self, what: str) -> Cell | None:
+        cell = self.cell
+        if cell is None:
+            return None
+        if cell.selected is None:
+            self.message.emit(f"{what}: select a chromosome first (its row in the table or its karyogram picture)")
+            return None
+        return cell
+
+    def _redraw(self, cell: Cell, record_id: str, box: Box, outline, done: str) -> bool:
+        text = f"{record_id}: outline {done}"
+        if not self._push(commands.RedrawOutline(cell.doc, record_id, box, outline, text)):
+            return False
+        self.message.emit(f"{text}; it is classified again with it (Undo takes it back)")
+        return True
 
     def select_next_least_confident(self) -> None:
         """Tab: the unconfirmed chromosomes from least to most confident, one after another."""

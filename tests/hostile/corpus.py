@@ -660,6 +660,8 @@ session_case("p-up-400-digits", "error", "p_up", _mutate_first(p_up=[0.5] * 23 +
 session_case("angle-text", "error", "angle", _mutate_first(angle="90"))
 session_case("angle-huge", "error", "angle", _mutate_first(angle=1e300))
 session_case("turned-text", "error", "turned", _mutate_first(turned="yes"))
+session_case("mirrored-text", "error", "mirrored", _mutate_first(mirrored="yes"))
+session_case("mirrored-null", "error", "mirrored", _mutate_first(mirrored=None))
 session_case("unknown-label", "error", "label", _mutate_first(final="25"))
 session_case("records-not-list", "error", "", lambda d: {**d, "records": {"a": 1}})
 session_case("records-missing", "error", "", lambda d: {k: v for k, v in d.items() if k != "records"})
