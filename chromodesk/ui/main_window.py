@@ -345,11 +345,7 @@ class MainWindow(QMainWindow):
                                              "chromosome (J) makes them one", 8000)
 
     def _knife_mode_changed(self, on: bool) -> None:
-        if on:
-            self.statusBar().showMessage("Knife: drag a straight line across a chromosome to cut it in two "
-                                         "(Esc leaves the knife)", 0)
-        elif self.statusBar().currentMessage().startswith("Knife:"):
-            self.statusBar().clearMessage()
+        self._show_tool_hint()
 
     def _brush_toggled(self, on: bool) -> None:
         if on and not self._has_selection("Brush"):
@@ -375,20 +371,22 @@ class MainWindow(QMainWindow):
         if self.workspace.redraw_outline(points):
             self.image_view.set_polygon_mode(False)  # one outline per P; a refused one may be drawn again
 
-    TOOL_HINTS = ("Brush:", "Redraw outline:")
+    TOOL_HINTS = ("Brush:", "Redraw outline:", "Knife:")
 
     def _show_tool_hint(self, *_) -> None:
-        """What to do in brush or polygon mode, until the mode ends (then the hint goes)."""
+        """What to do in brush, polygon or knife mode, until the mode ends (then the hint goes)."""
         tools, cell = self.image_view.tools, self.workspace.cell
         target = cell.selected if cell is not None and cell.selected else "no chromosome (select one)"
         if tools.brush:
             self.statusBar().showMessage(
-                f"Brush: {tools.radius:g} px on {target}: drag to paint its outline, Shift+drag or right-drag to "
-                "erase; [ and ] size the brush; Esc leaves the brush", 0)
+                f"Brush: {tools.radius:g} px on {target}: drag to paint its outline, Shift/right-drag erases; "
+                "[ ] size; Esc leaves", 0)
         elif tools.polygon:
             self.statusBar().showMessage(
-                f"Redraw outline: {target}: click round the chromosome point by point; double-click or Enter "
-                "closes the outline, Esc cancels", 0)
+                f"Redraw outline: {target}: click round it point by point; double-click or Enter closes, "
+                "Esc cancels", 0)
+        elif self.image_view.viewbox.knife_mode:
+            self.statusBar().showMessage("Knife: drag a line across a chromosome to cut it in two; Esc leaves", 0)
         elif self.statusBar().currentMessage().startswith(self.TOOL_HINTS):
             self.statusBar().clearMessage()
 
@@ -483,6 +481,8 @@ class MainWindow(QMainWindow):
             if cell.image_path in self.workspace.case:
                 self._refresh_case_soon()
 
+    MODEL_LABEL_WIDTH = 200  # px in the status bar: at 1024 px wide a tool's hint fits beside it
+
     def _model_changed(self, classifier, text: str) -> None:
         if classifier is None:
             self.model_label.setText("No model" if "Loading" not in text else "Loading model…")
@@ -491,7 +491,9 @@ class MainWindow(QMainWindow):
             if "Loading" not in text:
                 self.statusBar().showMessage(text, 0)
             return
-        self.model_label.setText(f"Model: {classifier.model_id}")
+        # a real model's id is long: elided here (whole in the tooltip), the message keeps its room
+        self.model_label.setText(self.model_label.fontMetrics().elidedText(
+            f"Model: {classifier.model_id}", Qt.TextElideMode.ElideRight, self.MODEL_LABEL_WIDTH))
         self.model_label.setToolTip(text)
         self.device_label.setText(f"Device: {device_name(classifier)}")
         if not self.statusBar().currentMessage():  # the model is named on the right; keep what the user is reading

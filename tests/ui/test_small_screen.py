@@ -1,0 +1,48 @@
+"""At 1024x768 the status bar still shows a tool's whole hint (what the drag does, how to leave),
+next to a real model's long id (elided there, whole in its tooltip)."""
+
+from __future__ import annotations
+
+from .conftest import IMAGE_SIZE, open_and_classify
+from .fakes import FakeClassifier
+
+LONG_ID = "resnet18-20261127-070200+ctx20261127-133820+rej20261130-110431"  # a shipped model's id
+
+
+def message_room(window) -> int:
+    """Pixels QStatusBar has for its message: from its left margin to the first permanent widget shown."""
+    bar = window.statusBar()
+    shown = [w for w in (window.progress, window.cancel_button, window.read_only_label, window.review_label,
+                         window.model_label, window.device_label) if w.isVisible()]
+    return min(w.x() for w in shown) - 2 - 6
+
+
+def test_tool_hints_fit_the_status_bar_at_1024x768(qtbot, make_window, cell_files):
+    window = make_window(FakeClassifier.from_voc(cell_files[1], IMAGE_SIZE, model_id=LONG_ID))
+    window.resize(1024, 768)
+    open_and_classify(qtbot, window, cell_files[0])
+    ws, bar = window.workspace, window.statusBar()
+    assert LONG_ID in window.model_label.toolTip()
+    ws.cell.select(next(iter(ws.cell.doc)).id)
+    for action, hint in ((window.brush_action, "Esc leaves"), (window.polygon_action, "Esc cancels"),
+                         (window.knife_action, "Esc leaves")):
+        action.trigger()
+        qtbot.wait(50)  # the status bar lays its widgets out
+        text = bar.currentMessage()
+        assert hint in text
+        assert bar.fontMetrics().horizontalAdvance(text) <= message_room(window), text
+        action.trigger()
+        assert not bar.currentMessage()
+
+
+def test_knife_hint_comes_back_when_a_message_times_out(qtbot, window, cell_files):
+    """Like the brush's and the polygon's: the knife stays out after a cut, so does what to do with it."""
+    open_and_classify(qtbot, window, cell_files[0])
+    bar = window.statusBar()
+    window.knife_action.trigger()
+    assert bar.currentMessage().startswith("Knife:")
+    bar.showMessage("c09 split into c47 and c48 (Undo takes it back)", 15000)
+    bar.clearMessage()  # as when its 15 s are up
+    assert bar.currentMessage().startswith("Knife:")
+    window.knife_action.trigger()
+    assert not bar.currentMessage()
