@@ -197,14 +197,28 @@ class Karyotype:
                 return candidate
 
     # -- edits (each emits one event) --------------------------------------------
-    def add(self, box: Box, *, record_id: str | None = None, **fields) -> ChromosomeRecord:
+    def add(self, box: Box, *, record_id: str | None = None, at: int | None = None, **fields) -> ChromosomeRecord:
+        """A new chromosome, last in the cell's order or at position ``at`` (a split's pieces
+        stand where the chromosome they came from stood)."""
         rid = record_id or self.new_id()
         if rid in self.records:
             raise ValueError(f"duplicate chromosome id {rid}")
         record = ChromosomeRecord(id=rid, box=box.clipped(self.width, self.height), **fields)
-        self.records[rid] = record
+        self._insert(record, at)
         self._emit("added", rid)
         return record
+
+    def _insert(self, record: ChromosomeRecord, at: int | None) -> None:
+        if at is None or at >= len(self.records):
+            self.records[record.id] = record
+            return
+        items = list(self.records.items())
+        items.insert(max(0, at), (record.id, record))
+        self.records.clear()  # in place: views hold this dict
+        self.records.update(items)
+
+    def position(self, record_id: str) -> int:
+        return list(self.records).index(record_id)
 
     def remove(self, record_id: str) -> ChromosomeRecord:
         record = self.records.pop(record_id)
@@ -318,9 +332,12 @@ class Karyotype:
             self.in_report = bool(in_report)
         self._emit("cell")
 
-    def restore(self, record: ChromosomeRecord) -> None:
-        """Put back a record exactly as it was (used by undo)."""
-        self.records[record.id] = replace(record)
+    def restore(self, record: ChromosomeRecord, at: int | None = None) -> None:
+        """Put back a record exactly as it was (used by undo), at its old position ``at`` when given."""
+        if record.id in self.records:
+            self.records[record.id] = replace(record)
+        else:
+            self._insert(replace(record), at)
         self._emit("added", record.id)
 
     # -- summaries ---------------------------------------------------------

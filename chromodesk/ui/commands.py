@@ -152,13 +152,14 @@ class DeleteBox(_KeepsTheCell):
         super().__init__(doc, parent)
         self.record_id = record_id
         self.before = replace(doc.get(record_id))
+        self.at = doc.position(record_id)
         self.setText(f"delete box {record_id}")
 
     def redo_boxes(self) -> None:
         self.before = self.doc.remove(self.record_id)
 
     def undo_boxes(self) -> None:
-        self.doc.restore(self.before)
+        self.doc.restore(self.before, at=self.at)
 
 
 class SetLabels(QUndoCommand):
@@ -218,6 +219,7 @@ class ReplaceBoxes(_KeepsTheCell):
         super().__init__(doc, parent)
         kept = [r for r in doc if r.confirmed or r.excluded]
         self.removed = [replace(r) for r in doc if not (r.confirmed or r.excluded)]
+        self.at = [doc.position(r.id) for r in self.removed]
         self.boxes = [b for b in boxes if all(b.iou(r.box) < 0.5 for r in kept)]
         self.added: list[str] = []
         self.setText(f"detect again: {len(self.removed)} boxes -> {len(self.boxes)}")
@@ -235,8 +237,8 @@ class ReplaceBoxes(_KeepsTheCell):
         for rid in self.added:
             if rid in self.doc.records:
                 self.doc.remove(rid)
-        for r in self.removed:
-            self.doc.restore(r)
+        for at, r in zip(self.at, self.removed):  # ascending: each goes back where it stood
+            self.doc.restore(r, at=at)
 
 
 class ReplaceRecords(_KeepsTheCell):
@@ -248,6 +250,7 @@ class ReplaceRecords(_KeepsTheCell):
                  parent: QUndoCommand | None = None):
         super().__init__(doc, parent)
         self.before = [replace(doc.get(rid)) for rid in old_ids]
+        self.at = [doc.position(rid) for rid in old_ids]  # undo puts each back where it stood
         self.pieces = list(pieces)
         self.new_ids: list[str] = []
         for _ in pieces:  # ids not in use and not given twice
@@ -261,17 +264,19 @@ class ReplaceRecords(_KeepsTheCell):
     def redo_boxes(self) -> None:
         for r in self.before:
             self.doc.remove(r.id)
+        first = min(self.at)  # the new chromosomes stand where the first old one stood
         if self._added is None:
-            for rid, (box, outline) in zip(self.new_ids, self.pieces):
-                self.doc.add(box, record_id=rid, origin="drawn", outline=outline, outline_by_hand=outline is not None)
+            for k, (rid, (box, outline)) in enumerate(zip(self.new_ids, self.pieces)):
+                self.doc.add(box, record_id=rid, at=first + k, origin="drawn", outline=outline,
+                             outline_by_hand=outline is not None)
         else:  # as they were before the undo, with the predictions they got meanwhile
-            for r in self._added:
-                self.doc.restore(r)
+            for k, r in enumerate(self._added):
+                self.doc.restore(r, at=first + k)
 
     def undo_boxes(self) -> None:
         self._added = [self.doc.remove(rid) for rid in self.new_ids if rid in self.doc.records]
-        for r in self.before:
-            self.doc.restore(r)
+        for at, r in sorted(zip(self.at, self.before), key=lambda pair: pair[0]):
+            self.doc.restore(r, at=at)
 
 
 class RedrawOutline(_KeepsTheCell):

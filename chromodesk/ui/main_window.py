@@ -462,7 +462,7 @@ class MainWindow(QMainWindow):
         cell = self.workspace.cell
         unreviewed = len(cell.doc.unreviewed()) if cell is not None else 0
         answer = QMessageBox.question(self, "Sign off the case", (
-            f"Sign off this case as {self.prefs.reviewer}?\n\nAfterwards every edit needs Case ▸ Reopen, which is "
+            f"Sign off this case as {self.prefs.reviewer}?\n\nAfterwards every edit needs Reopen… in the Case panel, which is "
             "recorded." + (f"\n\nThe open cell still has {unreviewed} unconfirmed label(s)." if unreviewed else "")))
         if answer == QMessageBox.StandardButton.Yes:
             self.workspace.sign_off_case()

@@ -117,8 +117,11 @@ class ChromosomeTableModel(QAbstractTableModel):
                 self.endRemoveRows()
             return
         if event.kind == "added" and event.record_id not in self._ids:
-            self.beginInsertRows(QModelIndex(), len(self._ids), len(self._ids))
-            self._ids.append(event.record_id)
+            # where the document has it (an undo puts a chromosome back where it stood)
+            order = {rid: k for k, rid in enumerate(doc.records)}
+            row = sum(1 for rid in self._ids if order.get(rid, len(order)) < order[event.record_id])
+            self.beginInsertRows(QModelIndex(), row, row)
+            self._ids.insert(row, event.record_id)
             self.endInsertRows()
             return
         # a classification brings 46 predictions and one reassignment at once: repaint once,

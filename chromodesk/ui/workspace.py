@@ -528,7 +528,7 @@ class Workspace(QObject):
             self.flush()
             sign_off(self.case_folder, self.prefs.reviewer)
             self.caseStateChanged.emit()
-            self.message.emit(f"Case signed off by {self.prefs.reviewer}: edits now need Case ▸ Reopen")
+            self.message.emit(f"Case signed off by {self.prefs.reviewer}: edits now need Reopen… in the Case panel")
 
     def reopen_case(self, reason: str = "") -> None:
         from chromodesk.core.case import reopen
@@ -587,7 +587,7 @@ class Workspace(QObject):
         signed = self.case_signed_off()
         if signed is not None:
             self.message.emit(f"The case was signed off by {signed['by']} ({signed['at'][:16].replace('T', ' ')} UTC): "
-                              "Case ▸ Reopen case to change it (the reopening is recorded)")
+                              "Reopen… in the Case panel to change it (the reopening is recorded)")
             return False
         return True
 

@@ -65,6 +65,7 @@ def test_click_on_background_clears_selection_and_delete_key(qtbot, window, cell
     open_and_classify(qtbot, window, cell_files[0])
     ws = window.workspace
     rid = next(iter(ws.cell.doc.records))
+    order = list(ws.cell.doc.records)
     ws.cell.select(rid)
     window.delete_action.trigger()
     assert rid not in ws.cell.doc.records and ws.cell.selected is None
@@ -72,6 +73,7 @@ def test_click_on_background_clears_selection_and_delete_key(qtbot, window, cell
     assert window.table.model().rowCount() == 45
     window.undo_action.trigger()
     assert rid in ws.cell.doc.records and rid in window.image_view.rois
+    assert list(ws.cell.doc.records) == order and window.table.model_._ids == order  # first again, not last
     ws.cell.select(rid)
     mouse_click(qtbot, window.image_view.graphics.viewport(), QPointF(3, 3))  # outside the image
     assert ws.cell.selected is None

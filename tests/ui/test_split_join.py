@@ -43,6 +43,7 @@ def test_knife_split_then_undo_redo_and_save(qtbot, window, cell_files):
     before = asdict(doc.get(record.id))
     assert before["outline"] and before["confirmed_by"] == "tester"
     n = len(doc)
+    order, at = list(doc.records), list(doc.records).index(record.id)
 
     window.knife_action.trigger()
     assert view.viewbox.knife_mode and window.knife_action.isChecked()
@@ -54,6 +55,9 @@ def test_knife_split_then_undo_redo_and_save(qtbot, window, cell_files):
     assert ws.cell.undo.count() == 1
     new = [r for r in doc if r.id not in before["id"] and r.origin == "drawn"]
     assert len(new) == 2
+    # the pieces stand where the chromosome stood, in the document and in the table
+    assert sorted(list(doc.records).index(r.id) for r in new) == [at, at + 1]
+    assert window.table.model_._ids == list(doc.records)
     for r in new:  # each piece lies inside the old box, is smaller, unconfirmed, and is classified
         b = r.box
         assert (b.xmin >= record.box.xmin - 2 and b.xmax <= record.box.xmax + 2
@@ -75,6 +79,7 @@ def test_knife_split_then_undo_redo_and_save(qtbot, window, cell_files):
     qtbot.waitUntil(ws.is_settled, timeout=30000)
     assert len(doc) == n and asdict(doc.get(record.id)) == before
     assert all(r.id not in doc.records for r in new) and record.id in view.rois
+    assert list(doc.records) == order and window.table.model_._ids == order  # back in its place
     ws.flush()
     assert asdict(load_session(ws.cell.session_path).get(record.id))["outline"] == before["outline"]
 
