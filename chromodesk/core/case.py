@@ -5,10 +5,11 @@ For the case: cells counted / analysed (every label confirmed) / karyotyped (cho
 report), the modal number and the distribution of counts, the cells per karyotype, the sex,
 and the case karyotype in ISCN 2020 with the cell count of each cell line in brackets.
 
-Cell lines follow ISCN's definition of a clone: at least two cells with the same gain (or
-the same structural change), at least three with the same loss. A single cell with a gain,
-or one or two with a loss (a chromosome lost while the metaphase was spread), is not a line:
-it is listed as non-clonal and warned about, never reported as a finding. Several lines make
+Cell lines follow ISCN's definition of a clone, change by change: a gain (or the same
+structural change) in at least two cells, a loss in at least three. A change in fewer cells (a
+chromosome lost while the metaphase was spread, one misread) is non-clonal: the cell is counted
+in the line its clonal changes make (``44,X,-21`` beside two ``45,X`` cells is a third 45,X
+cell), and its karyotype is listed as non-clonal and warned about, never reported as a finding. Several lines make
 a mosaic, written ``mos 47,XX,+21[6]/46,XX[14]``: abnormal lines first, the largest first,
 the normal line last; 46,XX beside 46,XY is a chimera, ``chi 46,XX[15]/46,XY[5]``, when at
 least two cells show each sex.
@@ -26,6 +27,7 @@ from .atomic import atomic_write_text
 from .document import Karyotype, now_iso
 from .errors import InputError
 from .karyotype import iscn_string
+from .labels import AUTOSOMES
 from .limits import MAX_SESSION_BYTES
 from .safe_read import read_json
 
@@ -80,6 +82,16 @@ def is_clone(iscn: str, n_cells: int) -> bool:
     return n_cells >= (2 if gains else 3)
 
 
+def _karyotype(sex: str, autosomal: list[str]) -> str:
+    """The ISCN string of a normal cell with this sex complement and these autosomal changes."""
+    counts = {label: 2 for label in AUTOSOMES}
+    counts["X"], counts["Y"] = sex.count("X"), sex.count("Y")
+    for change in autosomal:
+        if change[1:] in counts:
+            counts[change[1:]] += 1 if change.startswith("+") else -1
+    return iscn_string(counts)
+
+
 def case_iscn(lines: list[tuple[str, int]]) -> str:
     """The case karyotype from its cell lines (karyotype, cells): one line plainly, several as a
     mosaic with the abnormal lines first (largest first) and the normal line last."""
@@ -114,6 +126,26 @@ class CaseSummary:
 
     def lines(self) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
         """(cell lines, non-clonal karyotypes), each as (karyotype, number of cells)."""
+        cells = [c.iscn for c in self.counted]
+        sexes = Counter(changes(k)[1] for k in cells)
+        main_sex = next((x for x, _ in sexes.most_common() if f"46,{x}" in NORMAL), None)
+        if main_sex is None:  # no cell with a normal sex complement: whole karyotypes as they are
+            return self._whole_karyotype_lines()
+        # the sex complement counts as a change against the main one: the other normal sex or an
+        # extra X or Y is a gain (two cells), a missing one a loss (three)
+        clonal_sex = {x for x, n in sexes.items()
+                      if x == main_sex or n >= (2 if x.count("X") + x.count("Y") >= 2 else 3)}
+        seen = Counter(c for k in cells for c in set(changes(k)[2]))
+        clonal = {c for c, n in seen.items() if n >= (2 if not c.startswith("-") else 3)}
+        reduced = []
+        for k in cells:
+            _, sex, found = changes(k)
+            reduced.append(_karyotype(sex if sex in clonal_sex else main_sex, [c for c in found if c in clonal]))
+        lines = Counter(reduced).most_common()
+        other = Counter(k for k, r in zip(cells, reduced) if k != r).most_common()
+        return lines, other
+
+    def _whole_karyotype_lines(self) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
         ranked = Counter(c.iscn for c in self.counted).most_common()
         main_normal = next((k for k, _ in ranked if k in NORMAL), None)
 

@@ -88,3 +88,21 @@ def test_a_damaged_case_file_is_refused_naming_it(tmp_path):
     with pytest.raises(InputError, match="case file is damaged") as err:
         case_state(tmp_path)
     assert CASE_FILE in str(err.value)
+
+
+def test_cell_lines_are_made_change_by_change():
+    """ISCN's clone rule applies to each change, not to whole karyotypes: a cell of a clone that
+    also lost a chromosome at random still counts in its clone, and cells whose only changes are
+    non-clonal count in the normal line; their karyotypes are listed as non-clonal."""
+    summary = CaseSummary("c", cells({"45,XY,-21": 1, "44,X,-21": 1, "45,X": 2, "45,XY,-8": 1}))
+    assert summary.iscn() == "mos 45,X[3]/46,XY[2]"
+    clonal, other = summary.lines()
+    assert dict(other) == {"45,XY,-21": 1, "44,X,-21": 1, "45,XY,-8": 1}
+    assert any("44,X,-21 in 1 cell only" in w for w in summary.warnings())
+    # a loss in three cells is a line even when those cells differ otherwise
+    three = CaseSummary("c", cells({"45,XX,-14": 1, "44,XX,-14,-20": 1, "46,XX,-14,+9": 1, "46,XX": 2}))
+    assert three.iscn() == "mos 45,XX,-14[3]/46,XX[2]"
+    # a gain in two cells, one of them with a random loss besides
+    assert CaseSummary("c", cells({"47,XY,+21": 1, "46,XY,+21,-5": 1, "46,XY": 3})).iscn() == "mos 47,XY,+21[2]/46,XY[3]"
+    # random losses in single cells leave a normal case normal
+    assert CaseSummary("c", cells({"46,XX": 3, "45,XX,-4": 1, "45,X": 1, "45,XX,-19": 1})).iscn() == "46,XX"
