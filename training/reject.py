@@ -267,7 +267,7 @@ def fit_reject_net(train: dict, cfg: RejectTrainConfig, net: RejectNet, quiet: b
     batches = (len(y) + 127) // 128
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.epochs * batches, pct_start=0.15)
     gen = torch.Generator().manual_seed(cfg.seed)
-    for epoch in tqdm(range(cfg.epochs), desc="reject net", unit="epoch", disable=quiet):
+    for _ in tqdm(range(cfg.epochs), desc="reject net", unit="epoch", disable=quiet):
         net.train()
         for idx in torch.randperm(len(y), generator=gen).split(128):
             x = to_input(x_i[idx])
