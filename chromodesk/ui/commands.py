@@ -153,6 +153,7 @@ class DeleteBox(_KeepsTheCell):
         self.record_id = record_id
         self.before = replace(doc.get(record_id))
         self.at = doc.position(record_id)
+        self.focus_after_undo = record_id  # the workspace selects it again (see Workspace.after_undo)
         self.setText(f"delete box {record_id}")
 
     def redo_boxes(self) -> None:
@@ -259,6 +260,8 @@ class ReplaceRecords(_KeepsTheCell):
                 rid = doc.new_id()
             self.new_ids.append(rid)
         self._added: list[ChromosomeRecord] | None = None
+        # what the workspace selects after an undo (the first original) or a redo (the first new one)
+        self.focus_after_undo, self.focus_after_redo = old_ids[0], self.new_ids[0] if self.new_ids else None
         self.setText(text)
 
     def redo_boxes(self) -> None:

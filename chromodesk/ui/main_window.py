@@ -148,6 +148,7 @@ class MainWindow(QMainWindow):
                                                  self.image_view.set_brush_mode(False),
                                                  self.image_view.set_polygon_mode(False)))
         self.keys.enterPressed.connect(self.image_view.tools.close_polygon)
+        self.keys.backspacePressed.connect(self.image_view.tools.drop_last_point)
         self.image_view.drawModeChanged.connect(self.draw_action.setChecked)
         self.image_view.knifeModeChanged.connect(self.knife_action.setChecked)
         self.image_view.knifeModeChanged.connect(self._knife_mode_changed)
@@ -252,6 +253,8 @@ class MainWindow(QMainWindow):
             lambda: self.statusBar().showMessage(f"Undone: {ws.undo_group.redoText()}", 8000))
         self.redo_action.triggered.connect(
             lambda: self.statusBar().showMessage(f"Redone: {ws.undo_group.undoText()}", 8000))
+        self.undo_action.triggered.connect(ws.after_undo)
+        self.redo_action.triggered.connect(ws.after_redo)
         edit.addSeparator()
         self.draw_action = self._action("&Draw box", self.image_view.set_draw_mode, "B", checkable=True,
                                         tip="Drag on the image to add a chromosome box")
@@ -592,7 +595,8 @@ class MainWindow(QMainWindow):
             ("Ctrl+click, J", "pick a second chromosome, then join the two into one"),
             ("Shift+B", "brush: drag to paint the selected chromosome's outline, Shift+drag or right-drag to "
                         "erase, [ ] size (Esc stops)"),
-            ("P", "redraw the selected chromosome's outline: click its points, double-click or Enter closes"),
+            ("P", "redraw the selected chromosome's outline: click its points (Backspace takes the last one "
+                  "back), double-click or Enter closes"),
             ("M", "mirror the selected chromosome left–right in the karyogram"),
             ("Ctrl+D", "detect the chromosomes again"), ("Ctrl+Z / Ctrl+Shift+Z", "undo / redo"),
             ("Ctrl+PgDown / Ctrl+PgUp", "next / previous cell of the case"))

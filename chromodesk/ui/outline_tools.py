@@ -1,7 +1,7 @@
 """The brush and the polygon on the image view: gestures and previews, no geometry.
 
 A brush stroke (left-drag paints, Shift+drag or right-drag erases, a click dabs) and a
-polygon (click the points, double-click or Enter closes it, Esc drops it) are handed on as
+polygon (click the points, Backspace takes the last one back, double-click or Enter closes it, Esc drops it) are handed on as
 image pixel coordinates, pixel (i, j) centred on (i, j) as outlines store them
 (``core.redraw``); the workspace turns them into the selected chromosome's outline.
 """
@@ -128,6 +128,17 @@ class OutlineTools(QObject):
         points = to_pixels(self._points)
         self.cancel_polygon()
         self.polygonClosed.emit(points)
+        return True
+
+    def drop_last_point(self) -> bool:
+        """Backspace: the polygon's last point goes (a misplaced click), the rest stay."""
+        if not self.polygon or not self._points:
+            return False
+        self._points.pop()
+        if self._points:
+            self._draw_polygon()
+        else:
+            self.outline.hide()
         return True
 
     def cancel_polygon(self) -> None:

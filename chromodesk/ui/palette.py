@@ -160,6 +160,7 @@ class ReviewKeys(QObject):
     rejectPressed = Signal()
     escapePressed = Signal()  # with nothing typed: leave draw mode
     enterPressed = Signal()  # with nothing typed: close the outline being drawn
+    backspacePressed = Signal()  # with nothing typed: take back the outline's last point
     typedChanged = Signal(str, bool)  # text so far, is it a label
 
     def __init__(self, window: QWidget):
@@ -215,6 +216,9 @@ class ReviewKeys(QObject):
         if key == Qt.Key.Key_Backspace and self.buffer:
             self._set(self.buffer[:-1])
             return True
+        if key == Qt.Key.Key_Backspace and mods == Qt.KeyboardModifier.NoModifier:
+            self.backspacePressed.emit()
+            return True  # seen once: unaccepted, it would come back here from each parent (text fields never get here)
         if key == Qt.Key.Key_Escape and self.buffer:
             self._set("")
             return True

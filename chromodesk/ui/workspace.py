@@ -745,6 +745,23 @@ class Workspace(QObject):
         if cell is not None and cell.selected is not None:
             self._push(commands.DeleteBox(cell.doc, cell.selected))
 
+    def after_undo(self) -> None:
+        """Select what an undo gave back (a split's or a join's original, a deleted box), so that
+        the technician sees it rather than an empty selection."""
+        self._focus("focus_after_undo", 0)
+
+    def after_redo(self) -> None:
+        self._focus("focus_after_redo", -1)
+
+    def _focus(self, attr: str, offset: int) -> None:
+        cell = self.cell
+        if cell is None:
+            return
+        cmd = cell.undo.command(cell.undo.index() + offset)  # after an undo, index() is the undone command
+        rid = getattr(cmd, attr, None) if cmd is not None else None
+        if rid is not None and rid in cell.doc.records:
+            cell.select(rid)
+
     # -- outline edits (knife split, join, brush, polygon): the work is in outline_edits --------------------
     def _mask_of(self, cell: Cell, record_id: str):
         return self.edits.mask_of(cell, record_id)

@@ -74,6 +74,7 @@ def test_click_on_background_clears_selection_and_delete_key(qtbot, window, cell
     window.undo_action.trigger()
     assert rid in ws.cell.doc.records and rid in window.image_view.rois
     assert list(ws.cell.doc.records) == order and window.table.model_._ids == order  # first again, not last
+    assert ws.cell.selected == rid  # the undo shows what it gave back
     ws.cell.select(rid)
     mouse_click(qtbot, window.image_view.graphics.viewport(), QPointF(3, 3))  # outside the image
     assert ws.cell.selected is None

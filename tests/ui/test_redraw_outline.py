@@ -216,6 +216,11 @@ def test_polygon_redraws_the_outline_exactly_enter_or_double_click_closes_esc_ca
     for p in points:  # clicks on the chromosome's box place points; they do not select anything
         mouse_click(qtbot, viewport, at(view, *p))
     assert view.tools.polygon_points == 4 and ws.cell.selected == record.id
+    qtbot.keyClick(viewport, Qt.Key.Key_Backspace)  # the last point taken back, the rest kept ...
+    assert view.tools.polygon_points == 3 and view.viewbox.polygon_mode
+    qtbot.wait(QApplication.doubleClickInterval() + 50)  # (not a double click on the last one)
+    mouse_click(qtbot, viewport, at(view, *points[-1]))  # ... and placed again
+    assert view.tools.polygon_points == 4
     with qtbot.waitSignal(ws.classified, timeout=30000):
         qtbot.keyClick(viewport, Qt.Key.Key_Return)
     qtbot.waitUntil(ws.is_settled, timeout=30000)

@@ -80,6 +80,7 @@ def test_knife_split_then_undo_redo_and_save(qtbot, window, cell_files):
     assert len(doc) == n and asdict(doc.get(record.id)) == before
     assert all(r.id not in doc.records for r in new) and record.id in view.rois
     assert list(doc.records) == order and window.table.model_._ids == order  # back in its place
+    assert ws.cell.selected == record.id  # and selected, not an empty selection
     ws.flush()
     assert asdict(load_session(ws.cell.session_path).get(record.id))["outline"] == before["outline"]
 
@@ -87,6 +88,7 @@ def test_knife_split_then_undo_redo_and_save(qtbot, window, cell_files):
     qtbot.waitUntil(ws.is_settled, timeout=30000)
     assert record.id not in doc.records and all(r.id in doc.records for r in new)
     assert all(doc.get(r.id).box == r.box for r in new)
+    assert ws.cell.selected in {r.id for r in new}
 
     # Esc leaves the knife
     qtbot.keyClick(view.graphics.viewport(), Qt.Key.Key_Escape)
