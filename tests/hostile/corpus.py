@@ -520,20 +520,47 @@ def _companion_json(shipped: Path, text: str):
     return mutate
 
 
+# the two companion bundles (loaded beside the classifier) go through the same checks, each
+# through its own loader: the cases common to both, then each one's own
+SEGMENTER = ROOT / "models" / "chromodesk-masks.json"
+COMPANIONS = {"orientation": ORIENTATION, "segmenter": SEGMENTER}
+
+
+def _companion_cases(kind: str, shipped: Path) -> None:
+    def case(id: str, says: str, mutate: Callable[[Path, dict], str | None]) -> None:
+        companion_case(kind, shipped, id, says, mutate)
+
+    def truncated(f, m):
+        _replace_weights(shipped.with_name(m["weights_file"]).read_bytes()[: 400_000])(f, m)
+
+    case("json-corrupt", "invalid JSON", _companion_json(shipped, '{"kind": "%s", ' % kind))
+    case("json-array", "not a JSON object", _companion_json(shipped, "[1, 2, 3]"))
+    case("json-deep", "", _companion_json(shipped, "[" * 100_000 + "]" * 100_000))
+    case("format-version-99", f"unsupported {kind} bundle format", _set("format_version", 99))
+    case("no-weights-sha", "weights_sha256", _del("weights_sha256"))
+    case("weights-missing", "not found", lambda f, m: (f / m["weights_file"]).unlink())
+    case("weights-truncated", "checksum", truncated)
+    case("weights-huge-sparse", "MB", _replace_weights(size=3 << 30))
+    case("checksum-mismatch", "checksum", _set("weights_sha256", "0" * 64))
+    case("weights-path-escape", "not found", _retarget_weights("../../../../etc/passwd"))
+    case("pickle-pt-given", "never loaded", _pickle_bundle("evil.pt"))
+    case("safetensors-lying-shape", "cannot read weights", _safetensors_bad_json)
+
+
+for _kind, _shipped in COMPANIONS.items():
+    _companion_cases(_kind, _shipped)
+
+
 def orientation_case(id: str, says: str, mutate: Callable[[Path, dict], str | None]) -> None:
     companion_case("orientation", ORIENTATION, id, says, mutate)
 
 
-def _orientation_json(text: str):
-    return _companion_json(ORIENTATION, text)
+def segmenter_case(id: str, says: str, mutate: Callable[[Path, dict], str | None]) -> None:
+    companion_case("segmenter", SEGMENTER, id, says, mutate)
 
 
-orientation_case("json-corrupt", "invalid JSON", _orientation_json('{"kind": "orientation", '))
-orientation_case("json-array", "not a JSON object", _orientation_json("[1, 2, 3]"))
-orientation_case("json-deep", "", _orientation_json("[" * 100_000 + "]" * 100_000))
-orientation_case("classifier-given", "not an orientation bundle", _orientation_json(MODEL.read_text()))
-orientation_case("detector-given", "not an orientation bundle", _orientation_json(DETECTOR.read_text()))
-orientation_case("format-version-99", "unsupported orientation bundle format", _set("format_version", 99))
+orientation_case("classifier-given", "not an orientation bundle", _companion_json(ORIENTATION, MODEL.read_text()))
+orientation_case("detector-given", "not an orientation bundle", _companion_json(ORIENTATION, DETECTOR.read_text()))
 orientation_case("classes-reordered", "class list", lambda f, m: m.__setitem__("classes", m["classes"][::-1]))
 orientation_case("classes-null", "malformed", _set("classes", None))
 orientation_case("width-huge", "width", _set("width", 10**9))
@@ -541,52 +568,17 @@ orientation_case("width-text", "width", _set("width", "24"))
 orientation_case("width-other", "do not fit", _set("width", 32))
 orientation_case("input-size-other", "input_size", _set("input_size", 128))
 orientation_case("preprocess-not-object", "malformed", _set("preprocess", [1, 2]))
-orientation_case("no-weights-sha", "weights_sha256", _del("weights_sha256"))
-orientation_case("weights-missing", "not found", lambda f, m: (f / m["weights_file"]).unlink())
-orientation_case("weights-truncated", "checksum", lambda f, m: _replace_weights(
-    ORIENTATION.with_name(m["weights_file"]).read_bytes()[: 400_000])(f, m))
 orientation_case("weights-random-bytes", "checksum", _replace_weights(os.urandom(4096)))
-orientation_case("weights-huge-sparse", "MB", _replace_weights(size=3 << 30))
-orientation_case("checksum-mismatch", "checksum", _set("weights_sha256", "0" * 64))
-orientation_case("weights-path-escape", "not found", _retarget_weights("../../../../etc/passwd"))
-orientation_case("pickle-pt-given", "never loaded", _pickle_bundle("evil.pt"))
 orientation_case("safetensors-huge-header", "cannot read weights", _safetensors_huge_header)
-orientation_case("safetensors-lying-shape", "cannot read weights", _safetensors_bad_json)
 
-
-# the mask network's bundle (loaded beside the classifier): the same checks, through its own loader
-SEGMENTER = ROOT / "models" / "chromodesk-masks.json"
-
-
-def segmenter_case(id: str, says: str, mutate: Callable[[Path, dict], str | None]) -> None:
-    companion_case("segmenter", SEGMENTER, id, says, mutate)
-
-
-def _segmenter_json(text: str):
-    return _companion_json(SEGMENTER, text)
-
-
-segmenter_case("json-corrupt", "invalid JSON", _segmenter_json('{"kind": "segmenter", '))
-segmenter_case("json-array", "not a JSON object", _segmenter_json("[1, 2, 3]"))
-segmenter_case("json-deep", "", _segmenter_json("[" * 100_000 + "]" * 100_000))
-segmenter_case("classifier-given", "not a mask", _segmenter_json(MODEL.read_text()))
-segmenter_case("orientation-given", "not a mask", _segmenter_json(ORIENTATION.read_text()))
-segmenter_case("format-version-99", "unsupported segmenter bundle format", _set("format_version", 99))
+segmenter_case("classifier-given", "not a mask", _companion_json(SEGMENTER, MODEL.read_text()))
+segmenter_case("orientation-given", "not a mask", _companion_json(SEGMENTER, ORIENTATION.read_text()))
 segmenter_case("width-unknown", "unknown segmenter width", _set("width", "huge"))
 segmenter_case("input-size-huge", "out of range", _set("input_size", 10**6))
 segmenter_case("input-size-text", "malformed", _set("input_size", "sixty-four"))
 segmenter_case("window-scale-nan", "NaN", _set("window_scale", float("nan")))
 segmenter_case("window-scale-huge", "out of range", _set("window_scale", 1e9))
 segmenter_case("threshold-one", "out of range", _set("threshold", 1.0))
-segmenter_case("no-weights-sha", "weights_sha256", _del("weights_sha256"))
-segmenter_case("weights-missing", "not found", lambda f, m: (f / m["weights_file"]).unlink())
-segmenter_case("weights-truncated", "checksum", lambda f, m: _replace_weights(
-    SEGMENTER.with_name(m["weights_file"]).read_bytes()[: 400_000])(f, m))
-segmenter_case("weights-huge-sparse", "MB", _replace_weights(size=3 << 30))
-segmenter_case("checksum-mismatch", "checksum", _set("weights_sha256", "0" * 64))
-segmenter_case("weights-path-escape", "not found", _retarget_weights("../../../../etc/passwd"))
-segmenter_case("pickle-pt-given", "never loaded", _pickle_bundle("evil.pt"))
-segmenter_case("safetensors-lying-shape", "cannot read weights", _safetensors_bad_json)
 
 
 # -- sessions -------------------------------------------------------------------------------------
