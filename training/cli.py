@@ -221,7 +221,8 @@ def cmd_reject(args) -> int:
     from .reject import RejectTrainConfig, fit_reject_bundle
 
     cfg = RejectTrainConfig(kind=args.kind, hidden=args.hidden, epochs=args.epochs, max_positive_reject=args.max_positive_reject,
-                            max_train_images=args.max_train_images, max_eval_images=args.max_eval_images, seed=args.seed)
+                            max_train_images=args.max_train_images, max_eval_images=args.max_eval_images, seed=args.seed,
+                            box_features=not args.no_box_features, max_negative_cover=args.max_negative_cover)
     result = fit_reject_bundle(args.model, args.data, args.out, cfg, detector=args.detector,
                                evaluate_test=not args.no_test, quiet=args.quiet)
     for part in ("val", "test"):
@@ -231,6 +232,9 @@ def cmd_reject(args) -> int:
                   f"chromosomes rejected {r['chromosomes_rejected']:.4f} (n={r['chromosomes_n']}), accuracy "
                   f"{r['accuracy_without_reject']:.4f} -> {r['accuracy_with_reject']:.4f}; by kind: "
                   + ", ".join(f"{k} {v['rejected']:.3f}" for k, v in r["negatives"].items()))
+            if r.get("nothing_inside_n"):
+                print(f"{part}: boxes with nothing inside (background, debris, nuclei) rejected "
+                      f"{r['nothing_inside_rejected']:.4f} (n={r['nothing_inside_n']})")
     print(f"bundle: {result['bundle']} (threshold {result['threshold']:.3f}, {result['seconds']:.0f} s)")
     return 0
 
@@ -368,6 +372,10 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--max-train-images", type=int, default=400)
     r.add_argument("--max-eval-images", type=int, default=0, help="cap on validation/test images (quick looks)")
     r.add_argument("--no-test", action="store_true", help="do not report the test cases")
+    r.add_argument("--no-box-features", action="store_true",
+                   help="the head reads only the classifier's cell features, not how each box sits on what it holds")
+    r.add_argument("--max-negative-cover", type=float, default=0.15,
+                   help="taught negatives hold at most this share of any chromosome's box")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--quiet", action="store_true")
     r.set_defaults(func=cmd_reject)

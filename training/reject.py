@@ -15,6 +15,11 @@ on the bundle's own split (test cases never read here):
   (the learned detector's false positives at a low score), ``merged`` (one box around two
   touching chromosomes) and ``fragment`` (a box around a third to a half of a chromosome).
 
+Negatives of a detector's kind are taught only when they hold at most ``max_negative_cover`` of
+any chromosome's box (a classical box around a cluster often isolates one whole chromosome). With
+``box_features`` (default) the head also reads how each box sits on what it holds (``BOX_FEATURE_
+NAMES``: a piece cut straight by the box edge, how much of the box it fills, the box's size).
+
 Every box is preprocessed together with the cell's real chromosomes, so its relative
 features are what the app computes. The rejection threshold is chosen on the validation
 cases so that at most ``max_positive_reject`` of real chromosomes are rejected.
@@ -62,6 +67,10 @@ class RejectTrainConfig:
     # chromosome, and teaching it rejected 4% of real chromosomes on validation
     train_kinds: tuple[str, ...] = ("background", "classical", "detector")
     negatives_per_kind: int = 8  # per image and kind
+    # taught negatives hold at most this share of any chromosome's box: a classical box around a
+    # cluster often isolates one whole chromosome, which must not be taught as "not a chromosome"
+    max_negative_cover: float = 0.15
+    box_features: bool = True  # the head also reads BOX_FEATURE_NAMES (how the box sits on its content)
     seed: int = 0
 
     def __post_init__(self):
@@ -151,9 +160,10 @@ def jittered(truth: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 # -- one image's rows --------------------------------------------------------------------------
-def image_rows(path: Path, classifier, rng: np.random.Generator, cfg: RejectTrainConfig, detector=None,
-               jitter: bool = True) -> dict:
-    """Embeddings, features, reject target, kind and class label of every box made from one image."""
+def image_boxes(path: Path, rng: np.random.Generator, cfg: RejectTrainConfig, detector=None, jitter: bool = True):
+    """Every box made from one image: (grey image, boxes, kind, reject target, class label, the
+    largest share of a chromosome's box inside each).
+    All of the randomness of a row is here, so the boxes can be made again from the seed."""
     from chromodesk.core.detect import detect_chromosomes
 
     img = load_gray(path)
@@ -174,23 +184,49 @@ def image_rows(path: Path, classifier, rng: np.random.Generator, cfg: RejectTrai
         return [Box(int(a), int(b), int(np.ceil(c)), int(np.ceil(d))).clipped(w, h) for a, b, c, d in arr]
 
     pos_boxes = boxes(truth)
-    # one preprocessing pass for the whole image: the real chromosomes, a quarter of them again
-    # shifted a little, and the negatives (each row's features are relative to all of them, as
-    # in the app when a detector adds a few false boxes)
+    # the real chromosomes, a quarter of them again shifted a little, and the negatives, all
+    # preprocessed together (each row's features are relative to all of them, as in the app
+    # when a detector adds a few false boxes)
     shift_idx = rng.choice(len(truth), size=len(truth) // 4, replace=False) if jitter and len(truth) else np.zeros(0, int)
     shift_boxes = boxes(jittered(truth[shift_idx], rng)) if len(shift_idx) else []
     neg_list = [(k, b) for k, arr in negs.items() for b in boxes(arr)]
     neg_list = [(k, b) for k, b in neg_list if not b.is_empty() and b.width >= 4 and b.height >= 4]
-    crops = preprocess_cell(img.gray, pos_boxes + shift_boxes + [b for _, b in neg_list], classifier.preprocess,
-                            segment=segment_of(classifier))
-    images, feats = [crops.images], [crops.features]
     kind = ["chromosome"] * len(truth) + ["shifted"] * len(shift_boxes) + [k for k, _ in neg_list]
-    target = [np.zeros(len(truth) + len(shift_boxes)), np.ones(len(neg_list))]
-    label = [labels, labels[shift_idx], np.full(len(neg_list), -1)]
-    images, feats = np.concatenate(images), np.concatenate(feats).astype(np.float32)
-    emb, probs = embed(classifier, images, feats)
-    return {"emb": emb, "img": images, "feat": feats, "target": np.concatenate(target), "kind": np.array(kind),
-            "label": np.concatenate(label), "probs": probs, "image": np.array([path.stem] * len(feats))}
+    target = np.concatenate([np.zeros(len(truth) + len(shift_boxes)), np.ones(len(neg_list))])
+    label = np.concatenate([labels, labels[shift_idx], np.full(len(neg_list), -1)])
+    all_boxes = pos_boxes + shift_boxes + [b for _, b in neg_list]
+    return img.gray, all_boxes, kind, target, label, _covered(_box_arr(all_boxes), truth)
+
+
+def image_rows(path: Path, classifier, rng: np.random.Generator, cfg: RejectTrainConfig, detector=None,
+               jitter: bool = True) -> dict:
+    """Embeddings, features, reject target, kind and class label of every box made from one image."""
+    gray, boxes, kind, target, label, covered = image_boxes(path, rng, cfg, detector, jitter)
+    crops = preprocess_cell(gray, boxes, classifier.preprocess, segment=segment_of(classifier))
+    feats = crops.features.astype(np.float32)
+    emb, probs = embed(classifier, crops.images, feats)
+    return {"emb": emb, "img": crops.images, "feat": feats, "rfeat": crops.reject_features, "target": target,
+            "kind": np.array(kind), "label": label, "covered": covered, "probs": probs, "image": np.array([path.stem] * len(feats))}
+
+
+def add_box_features(rows: dict, paths: list[Path], classifier, cfg: RejectTrainConfig, detector, seed: int,
+                     jitter: bool, quiet: bool) -> dict:
+    """Rows cached before the box features: make each image's boxes again from the seed and
+    preprocess them (no network but the mask network), checking that the crops are the cached ones."""
+    rng = np.random.default_rng(seed)
+    out, cov, at = [], [], 0
+    for p in tqdm(paths, desc="box features", unit="image", disable=quiet, mininterval=5.0):
+        gray, boxes, _, _, _, covered = image_boxes(p, rng, cfg, detector, jitter)
+        crops = preprocess_cell(gray, boxes, classifier.preprocess, segment=segment_of(classifier))
+        n = len(boxes)
+        if not (np.all(rows["image"][at : at + n] == p.stem) and np.array_equal(rows["img"][at : at + n], crops.images)):
+            raise ValueError(f"cached reject rows of {p.name} are not the boxes its seed makes; delete the cache")
+        out.append(crops.reject_features)
+        cov.append(covered)
+        at += n
+    if at != len(rows["target"]):
+        raise ValueError(f"cached reject rows: {len(rows['target'])} rows, {at} boxes made again")
+    return dict(rows, rfeat=np.concatenate(out), covered=np.concatenate(cov))
 
 
 @torch.inference_mode()
@@ -216,7 +252,14 @@ def collect(paths: list[Path], classifier, cfg: RejectTrainConfig, detector, see
     path = cache / f"reject-rows-{key}.npz" if cache else None
     if path is not None and path.is_file():
         with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
+            rows = {k: z[k] for k in z.files}
+        if "rfeat" not in rows and "img" in rows:
+            rows = add_box_features(rows, paths, classifier, cfg, detector, seed, jitter, quiet)
+            tmp = path.with_suffix(".tmp.npz")
+            np.savez(tmp, **rows)
+            tmp.replace(path)
+        if "rfeat" in rows:
+            return rows
     rng = np.random.default_rng(seed)
     rows = [image_rows(p, classifier, rng, cfg, detector, jitter)
             for p in tqdm(paths, desc="boxes", unit="image", disable=quiet, mininterval=5.0)]
@@ -230,14 +273,14 @@ def collect(paths: list[Path], classifier, cfg: RejectTrainConfig, detector, see
 # -- fitting ----------------------------------------------------------------------------------
 def fit_head(train: dict, cfg: RejectTrainConfig, embedding_width: int, quiet: bool = True) -> torch.nn.Module:
     torch.manual_seed(cfg.seed)
-    keep = (train["target"] == 0) | np.isin(train["kind"], cfg.train_kinds)
+    keep = (train["target"] == 0) | (np.isin(train["kind"], cfg.train_kinds) & (train["covered"] <= cfg.max_negative_cover))
     train = {k: v[keep] for k, v in train.items()}
-    rcfg = RejectConfig(hidden=cfg.hidden, kind=cfg.kind)
+    rcfg = RejectConfig(hidden=cfg.hidden, kind=cfg.kind, box_features=cfg.box_features)
     if cfg.kind == "crops":
         return fit_reject_net(train, cfg, make_reject(rcfg, embedding_width, train["feat"].shape[1]), quiet)
     head = make_reject(rcfg, embedding_width, train["feat"].shape[1])
     x_e = torch.from_numpy(train["emb"]).float()
-    x_f = torch.from_numpy(train["feat"]).float()
+    x_f = torch.from_numpy(head_features(train, cfg.box_features)).float()
     y = torch.from_numpy(train["target"]).float()
     pos_weight = (y == 0).sum() / (y == 1).sum().clamp(min=1)  # balance the two outcomes
     opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -260,7 +303,7 @@ def fit_reject_net(train: dict, cfg: RejectTrainConfig, net: RejectNet, quiet: b
     from chromodesk.inference.network import to_input
 
     x_i = torch.from_numpy(train["img"])
-    x_f = torch.from_numpy(train["feat"]).float()
+    x_f = torch.from_numpy(head_features(train, cfg.box_features)).float()
     y = torch.from_numpy(train["target"]).float()
     pos_weight = (y == 0).sum() / (y == 1).sum().clamp(min=1)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -282,9 +325,13 @@ def fit_reject_net(train: dict, cfg: RejectTrainConfig, net: RejectNet, quiet: b
     return net
 
 
+def head_features(rows: dict, box_features: bool) -> np.ndarray:
+    return rows["rfeat"] if box_features else rows["feat"]
+
+
 @torch.inference_mode()
-def reject_scores(head: torch.nn.Module, rows: dict) -> np.ndarray:
-    feats = torch.from_numpy(rows["feat"]).float()
+def reject_scores(head: torch.nn.Module, rows: dict, box_features: bool) -> np.ndarray:
+    feats = torch.from_numpy(head_features(rows, box_features)).float()
     if isinstance(head, RejectNet):
         images = torch.from_numpy(rows["img"])
         return torch.cat([reject_net_probability(head, images[s : s + 256], feats[s : s + 256], True)
@@ -312,6 +359,14 @@ def reject_report(scores: np.ndarray, rows: dict, threshold: float) -> dict:
     empty = np.isin(rows["kind"], EMPTY_KINDS)
     out["empty_boxes_rejected"] = float(rej[empty].mean()) if empty.any() else None
     out["empty_boxes_n"] = int(empty.sum())
+    if "covered" in rows:
+        # what the acceptance names (empty background, debris, nuclei): boxes of any source
+        # that hold at most 15% of any chromosome's box
+        nothing = empty & (rows["covered"] <= 0.15)
+        out["nothing_inside_rejected"] = float(rej[nothing].mean()) if nothing.any() else None
+        out["nothing_inside_n"] = int(nothing.sum())
+        out["nothing_inside_by_kind"] = {k: float(rej[nothing & (rows["kind"] == k)].mean())
+                                         for k in EMPTY_KINDS if (nothing & (rows["kind"] == k)).any()}
     pos = (rows["kind"] == "chromosome") & (rows["label"] >= 0)
     right = rows["probs"][pos].argmax(1) == rows["label"][pos]
     out["chromosomes_n"] = int(pos.sum())
@@ -365,16 +420,16 @@ def fit_reject_bundle(model: str | None, data: str, out: str, cfg: RejectTrainCo
     train = collect(train_paths, classifier, cfg, det, cfg.seed, True, quiet, cache)
     val = collect(val_paths, classifier, cfg, det, cfg.seed + 1, True, quiet, cache)
     head = fit_head(train, cfg, classifier.model.embedding_width, quiet)
-    threshold = choose_threshold(reject_scores(head, val), val, cfg.max_positive_reject)
+    threshold = choose_threshold(reject_scores(head, val, cfg.box_features), val, cfg.max_positive_reject)
     result = {"config": cfg.to_dict(), "n_train_rows": int(len(train["target"])), "threshold": threshold,
-              "val": reject_report(reject_scores(head, val), val, threshold)}
+              "val": reject_report(reject_scores(head, val, cfg.box_features), val, threshold)}
     log(f"threshold {threshold:.3f}: validation {json.dumps(result['val'])}")
     if evaluate_test:
         test = collect(test_paths, classifier, cfg, det, cfg.seed + 2, False, quiet, cache)
-        result["test"] = reject_report(reject_scores(head, test), test, threshold)
+        result["test"] = reject_report(reject_scores(head, test, cfg.box_features), test, threshold)
         log(f"test {json.dumps(result['test'])}")
     net, meta = classifier.model.cpu(), classifier.meta
-    rcfg = RejectConfig(hidden=cfg.hidden, threshold=threshold, kind=cfg.kind)
+    rcfg = RejectConfig(hidden=cfg.hidden, threshold=threshold, kind=cfg.kind, box_features=cfg.box_features)
     net.reject, net.reject_cfg, meta.reject = head, rcfg, rcfg
     meta.model_id = f"{meta.model_id.split('+rej')[0]}+rej{time.strftime('%Y%m%d-%H%M%S')}"
     meta.training = dict(meta.training, reject={"config": cfg.to_dict(), "detector": det.model_id if det else None,

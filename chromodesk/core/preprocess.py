@@ -28,6 +28,10 @@ import numpy as np
 from .document import Box
 
 FEATURE_NAMES = ("log_rel_area", "log_rel_length", "log_rel_width", "log_rel_density", "length_rank")
+# what the "not a chromosome" network reads besides FEATURE_NAMES: how the box sits on what it
+# holds. A box on background that clips a neighbour holds a piece cut straight by the box edge,
+# fills little of the box, or is much larger or smaller than the cell's other boxes.
+BOX_FEATURE_NAMES = ("edge_cut", "box_fill", "log_rel_box_area")
 # part of the config digest: bump when the code changes the crops a config gives, so that
 # cached training crops are made again (2: crop folders decide the polarity per cell)
 REVISION = 2
@@ -75,6 +79,8 @@ class CellCrops:
     features: np.ndarray  # float32, N x len(FEATURE_NAMES), relative to the cell
     raw: list[dict] = field(default_factory=list)  # per crop: area, length, width, density, angle
     masks: list[np.ndarray | None] | None = None  # per crop: the outline used (over ``mask_regions``), if any
+    # float32, N x (len(FEATURE_NAMES) + len(BOX_FEATURE_NAMES)): what the reject network reads
+    reject_features: np.ndarray | None = None
 
 
 # -- whole-image steps ---------------------------------------------------------------
@@ -244,6 +250,7 @@ def chromosome_crop(enhanced: np.ndarray, box: Box, cfg: PreprocessConfig, outli
                     ) -> tuple[np.ndarray, dict]:
     """Network input for one chromosome plus its absolute measurements."""
     patch, mask = isolate(enhanced, box, cfg, outline)
+    box_info = box_measures(enhanced.shape, box, cfg.margin, mask)
     angle = long_axis_angle(mask)
     if cfg.upright:
         patch, mask = rotate_upright(patch, mask, angle)
@@ -253,8 +260,26 @@ def chromosome_crop(enhanced: np.ndarray, box: Box, cfg: PreprocessConfig, outli
     length, width = (float(patch.shape[0]), float(patch.shape[1])) if cfg.upright else (
         float(max(patch.shape)), float(min(patch.shape)))
     return resize(pad_square(patch), cfg.size), {
-        "area": area, "length": length, "width": width, "density": density, "angle": angle,
+        "area": area, "length": length, "width": width, "density": density, "angle": angle, **box_info,
     }
+
+
+def box_measures(shape: tuple[int, ...], box: Box, margin: int, mask: np.ndarray) -> dict:
+    """How the isolated mask sits in its box: ``edge_cut``, the mask pixels on the edge of the
+    area it may occupy (box + 2, as ``isolate`` keeps) per square root of its area (a chromosome
+    inside its box: ~0; a neighbour's piece cut by the box: ~1); ``box_fill``, mask area over box
+    area; ``box_area``."""
+    h, w = shape[:2]
+    region = Box(box.xmin - margin, box.ymin - margin, box.xmax + margin, box.ymax + margin).clipped(w, h)
+    y0, x0 = max(box.ymin - region.ymin - 2, 0), max(box.xmin - region.xmin - 2, 0)
+    y1, x1 = min(box.ymax - region.ymin + 2, mask.shape[0]), min(box.xmax - region.xmin + 2, mask.shape[1])
+    area = float(mask.sum())
+    box_area = float(max(box.width, 1) * max(box.height, 1))
+    if area == 0 or y1 <= y0 or x1 <= x0:
+        return {"edge_cut": 0.0, "box_fill": 0.0, "box_area": box_area}
+    keep = mask[y0:y1, x0:x1] > 0
+    edge = int(keep[0].sum() + keep[-1].sum() + keep[1:-1, 0].sum() + keep[1:-1, -1].sum())
+    return {"edge_cut": edge / np.sqrt(area), "box_fill": area / box_area, "box_area": box_area}
 
 
 def relative_features(raw: Sequence[dict]) -> np.ndarray:
@@ -272,6 +297,15 @@ def relative_features(raw: Sequence[dict]) -> np.ndarray:
     order = np.argsort(np.argsort(cols["length"], kind="stable"), kind="stable")
     feats.append(order / max(n - 1, 1))
     return np.stack(feats, axis=1).astype(np.float32)
+
+
+def reject_features(raw: Sequence[dict], features: np.ndarray) -> np.ndarray:
+    """``features`` and, per box, BOX_FEATURE_NAMES (the box area relative to the cell's boxes)."""
+    if len(raw) == 0:
+        return np.zeros((0, len(FEATURE_NAMES) + len(BOX_FEATURE_NAMES)), dtype=np.float32)
+    area = np.array([max(r["box_area"], 1.0) for r in raw], dtype=np.float64)
+    box = np.stack([[r["edge_cut"] for r in raw], [r["box_fill"] for r in raw], np.log(area / np.median(area))], axis=1)
+    return np.concatenate([features, box], axis=1).astype(np.float32)
 
 
 def mask_regions(boxes: Sequence[Box], cfg: PreprocessConfig, width: int, height: int) -> list[Box]:
@@ -312,7 +346,8 @@ def preprocess_cell(gray: np.ndarray, boxes: Sequence[Box], cfg: PreprocessConfi
         images.append(crop)
         raw.append(info)
     stack = np.stack(images) if images else np.zeros((0, cfg.size, cfg.size), np.uint8)
-    return CellCrops(stack, relative_features(raw), raw, list(outlines) if outlines is not None else None)
+    feats = relative_features(raw)
+    return CellCrops(stack, feats, raw, list(outlines) if outlines is not None else None, reject_features(raw, feats))
 
 
 def preprocess_crops(crops: Sequence[np.ndarray], cfg: PreprocessConfig) -> CellCrops:
@@ -334,4 +369,5 @@ def preprocess_crops(crops: Sequence[np.ndarray], cfg: PreprocessConfig) -> Cell
         images.append(crop)
         raw.append(info)
     stack = np.stack(images) if images else np.zeros((0, cfg.size, cfg.size), np.uint8)
-    return CellCrops(stack, relative_features(raw), raw)
+    feats = relative_features(raw)
+    return CellCrops(stack, feats, raw, reject_features=reject_features(raw, feats))

@@ -85,9 +85,11 @@ class Classifier:
         return self.meta.reject.threshold if self.meta.reject else 1.0
 
     @torch.inference_mode()
-    def predict_arrays(self, images: np.ndarray, features: np.ndarray, with_reject: bool = False):
+    def predict_arrays(self, images: np.ndarray, features: np.ndarray, with_reject: bool = False,
+                       reject_features: np.ndarray | None = None):
         """Crop network only: each chromosome on its own. ``with_reject``: also the "not a
-        chromosome" probability of each (zeros without a reject head)."""
+        chromosome" probability of each (zeros without a reject head), from ``reject_features``
+        (``CellCrops.reject_features``) when the head reads them."""
         if len(images) != len(features):
             raise ValueError(f"{len(images)} crops but {len(features)} feature rows")
         if len(images) == 0:
@@ -99,7 +101,9 @@ class Classifier:
             x = torch.from_numpy(np.ascontiguousarray(images[start : start + self.batch_size])).to(self.device)
             f = torch.from_numpy(np.ascontiguousarray(features[start : start + self.batch_size])).to(self.device)
             if with_reject:
-                p, r = predict_reject(self.model, x, f, self.flip_tta)
+                rf = None if reject_features is None else torch.from_numpy(
+                    np.ascontiguousarray(reject_features[start : start + self.batch_size], dtype=np.float32)).to(self.device)
+                p, r = predict_reject(self.model, x, f, self.flip_tta, rf)
                 rej.append(r.cpu().numpy())
             else:
                 p = predict_batch(self.model, x, f, self.flip_tta)
@@ -111,7 +115,7 @@ class Classifier:
         return self.predict_arrays(crops.images, crops.features)
 
     def predict_each_with_reject(self, crops: CellCrops) -> tuple[np.ndarray, np.ndarray]:
-        return self.predict_arrays(crops.images, crops.features, with_reject=True)
+        return self.predict_arrays(crops.images, crops.features, with_reject=True, reject_features=crops.reject_features)
 
     def finish_cell(self, probs: np.ndarray, reject_p: np.ndarray, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The cell-context stage over the boxes that hold a chromosome (a rejected box must not

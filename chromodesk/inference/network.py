@@ -13,6 +13,8 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
+from chromodesk.core.preprocess import BOX_FEATURE_NAMES
+
 from .cell_context import CellContext, ContextConfig
 
 ARCHITECTURES = ("resnet18", "resnet50", "vgg16", "inception_v3", "inception_v3_chu")
@@ -47,11 +49,13 @@ class RejectConfig:
     """The "not a chromosome" head: what it reads (``embedding``: the crop network's picture
     embedding; ``crops``: a small network of its own on the same crops), its width and the
     probability above which a box is rejected (chosen on validation cases so that real
-    chromosomes are almost never rejected)."""
+    chromosomes are almost never rejected). ``box_features``: it also reads how each box sits on
+    what it holds (``BOX_FEATURE_NAMES``; bundles from before have none)."""
 
     hidden: int = 64
     threshold: float = 0.5
     kind: str = "embedding"
+    box_features: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -59,7 +63,8 @@ class RejectConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "RejectConfig":
         # bundles from before the crop head have no "kind": theirs read the embedding
-        cfg = cls(hidden=int(d["hidden"]), threshold=float(d["threshold"]), kind=str(d.get("kind", "embedding")))
+        cfg = cls(hidden=int(d["hidden"]), threshold=float(d["threshold"]), kind=str(d.get("kind", "embedding")),
+                  box_features=bool(d.get("box_features", False)))
         if not (0.0 < cfg.threshold < 1.0) or not (1 <= cfg.hidden <= 4096) or cfg.kind not in REJECT_KINDS:
             raise ValueError(f"reject head hidden {cfg.hidden} / threshold {cfg.threshold} / kind {cfg.kind!r} out of range")
         return cfg
@@ -107,6 +112,7 @@ class RejectNet(nn.Module):
 def make_reject(cfg: RejectConfig | None, embedding_width: int, num_features: int) -> nn.Module | None:
     if cfg is None:
         return None
+    num_features += len(BOX_FEATURE_NAMES) if cfg.box_features else 0
     if cfg.kind == "crops":
         return RejectNet(num_features, cfg)
     return RejectHead(embedding_width + num_features, cfg)
@@ -169,12 +175,18 @@ def predict_batch(model: nn.Module, images_uint8: torch.Tensor, features: torch.
     return probs, emb.float().view(k, len(x), -1).mean(0)
 
 
-def predict_reject(model: nn.Module, images_uint8: torch.Tensor, features: torch.Tensor, flip_tta: bool):
+def predict_reject(model: nn.Module, images_uint8: torch.Tensor, features: torch.Tensor, flip_tta: bool,
+                   reject_features: torch.Tensor | None = None):
     """(probabilities, "not a chromosome" probability) for one batch; the latter is zero
-    when the bundle has no reject head."""
+    when the bundle has no reject head. ``reject_features``: what a head with ``box_features``
+    reads instead of ``features`` (``CellCrops.reject_features``)."""
     probs, emb = predict_batch(model, images_uint8, features, flip_tta, with_embedding=True)
     if getattr(model, "reject", None) is None:
         return probs, torch.zeros(len(probs))
+    if model.reject_cfg.box_features:
+        if reject_features is None:
+            raise ValueError("this reject head reads box features; pass CellCrops.reject_features")
+        features = reject_features
     if isinstance(model.reject, RejectNet):
         return probs, reject_net_probability(model.reject, images_uint8, features, flip_tta)
     return probs, torch.sigmoid(model.reject(emb, features.float()).float())

@@ -291,8 +291,9 @@ def classify_job(gray: np.ndarray, items: tuple[ClassifyItem, ...], targets: fro
     has_reject = bool(getattr(classifier, "has_reject", False))
     probs, rejp = [], []
     for start in range(0, n, chunk):
+        rf = crops.reject_features
         part = CellCrops(crops.images[start : start + chunk], crops.features[start : start + chunk],
-                         crops.raw[start : start + chunk])
+                         crops.raw[start : start + chunk], reject_features=None if rf is None else rf[start : start + chunk])
         if has_reject:
             out, r = classifier.predict_each_with_reject(part)
             rejp.append(np.asarray(r, dtype=np.float64))

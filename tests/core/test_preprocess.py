@@ -255,3 +255,32 @@ def test_config_digest_is_stable_and_changes_with_any_parameter():
 def test_config_from_dict_ignores_unknown_keys():
     cfg = PreprocessConfig.from_dict({"size": 80, "from_a_newer_version": 1})
     assert cfg.size == 80 and cfg.margin == PreprocessConfig().margin
+
+
+# -- how a box sits on what it holds (read by the "not a chromosome" network) --------------------
+def test_a_box_that_clips_a_neighbour_is_told_apart_from_a_chromosome_in_its_own_box():
+    gray = np.full((120, 200), SLIDE, np.uint8)
+    own, _ = bar(gray, (60, 60), 70, 12, 90)  # a vertical chromosome and its own box
+    clip = Box(own.xmin - 30, own.ymin + 20, own.xmax - 8, own.ymin + 45)  # background box over its side
+    empty = Box(140, 10, 190, 60)  # nothing in it
+    cell = preprocess_cell(gray, [own, clip, empty], CFG)
+    from chromodesk.core.preprocess import BOX_FEATURE_NAMES
+
+    rf = cell.reject_features
+    assert rf.shape == (3, len(FEATURE_NAMES) + len(BOX_FEATURE_NAMES))
+    np.testing.assert_array_equal(rf[:, : len(FEATURE_NAMES)], cell.features)  # the classifier's features first
+    cut = rf[:, len(FEATURE_NAMES) + BOX_FEATURE_NAMES.index("edge_cut")]
+    fill = rf[:, len(FEATURE_NAMES) + BOX_FEATURE_NAMES.index("box_fill")]
+    assert cut[0] < 0.3 < cut[1]  # the chromosome lies inside its box; the clipped piece is cut straight by it
+    # an empty box has no ink to isolate, so its "chromosome" is the whole box: all edge, full
+    assert cut[2] > 1.0 and fill[2] > 0.95 and 0.5 < fill[0] < 0.95
+
+
+def test_reject_features_of_whole_picture_crops_and_of_no_boxes():
+    from chromodesk.core.preprocess import BOX_FEATURE_NAMES
+
+    gray, boxes = three_bars()
+    pics = [gray[b.ymin - 3 : b.ymax + 3, b.xmin - 3 : b.xmax + 3] for b in boxes]
+    cell = preprocess_crops(pics, CFG)
+    assert cell.reject_features.shape == (3, len(FEATURE_NAMES) + len(BOX_FEATURE_NAMES))
+    assert preprocess_cell(np.full((50, 50), SLIDE, np.uint8), [], CFG).reject_features.shape == (0, 8)

@@ -138,3 +138,26 @@ def test_an_old_bundle_without_a_head_kind_reads_the_embedding():
     assert RejectConfig.from_dict({"hidden": 64, "threshold": 0.9}).kind == "embedding"
     with pytest.raises(ValueError, match="kind"):
         RejectConfig.from_dict({"hidden": 64, "threshold": 0.9, "kind": "pixels"})
+
+
+def test_a_head_with_box_features_reads_them_and_round_trips(tmp_path):
+    """A head that reads how each box sits on its content answers from those columns, and says
+    so when a caller forgets them instead of reading the wrong features."""
+    from chromodesk.core.preprocess import BOX_FEATURE_NAMES
+
+    torch.manual_seed(0)
+    cfg = RejectConfig(hidden=8, threshold=0.5, box_features=True)
+    meta = BundleMeta(model_id="box-reject", architecture="resnet18", input_size=SIZE,
+                      preprocess=PreprocessConfig(size=SIZE), reject=cfg)
+    clf = Classifier(save_bundle(ChromosomeNet("resnet18", reject=cfg), meta, tmp_path / "b"), device="cpu")
+    assert clf.meta.reject.box_features
+    crops = _crops(2)
+    with pytest.raises(ValueError, match="box features"):
+        clf.predict_arrays(crops.images, crops.features, with_reject=True)
+    rf = np.concatenate([crops.features, np.zeros((2, len(BOX_FEATURE_NAMES)), np.float32)], 1)
+    crops.reject_features = rf
+    probs, before = clf.predict_each_with_reject(crops)
+    crops.reject_features = rf + np.r_[[0.0] * len(FEATURE_NAMES), [1.0, 0.5, 2.0]].astype(np.float32)
+    probs_after, after = clf.predict_each_with_reject(crops)
+    assert np.abs(after - before).min() > 1e-4  # only the box columns changed, and the answer did
+    np.testing.assert_allclose(probs, probs_after)  # the classifier itself never reads them

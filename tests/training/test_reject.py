@@ -37,21 +37,24 @@ def _rows(n_pos=200, n_neg=100, seed=0):
     labels = np.r_[rng.integers(0, 24, n_pos), np.full(n_neg, -1)]
     probs = np.full((n_pos + n_neg, 24), 0.01, np.float32)
     probs[np.arange(n_pos), labels[:n_pos]] = 0.9
+    covered = np.r_[np.ones(n_pos), np.zeros(n_neg // 2), np.full(n_neg - n_neg // 2, 0.4)]  # fragments hold a piece
     return {"emb": emb, "feat": np.zeros((n_pos + n_neg, 5), np.float32), "target": np.r_[np.zeros(n_pos), np.ones(n_neg)],
-            "kind": kind, "label": labels, "probs": probs}
+            "kind": kind, "label": labels, "probs": probs, "covered": covered}
 
 
 def test_the_head_learns_to_reject_and_the_threshold_spares_chromosomes():
     from training.reject import RejectTrainConfig
 
     train, val = _rows(seed=0), _rows(seed=1)
-    head = fit_head(train, RejectTrainConfig(kind="embedding", hidden=8, epochs=60), embedding_width=8)
-    scores = reject_scores(head, val)
+    head = fit_head(train, RejectTrainConfig(kind="embedding", hidden=8, epochs=60, box_features=False), embedding_width=8)
+    scores = reject_scores(head, val, False)
     t = choose_threshold(scores, val, max_positive_reject=0.01)
     report = reject_report(scores, val, t)
     assert report["chromosomes_rejected"] <= 0.01
     assert report["empty_boxes_rejected"] > 0.8 and report["negatives"]["background"]["n"] == 50
     assert report["accuracy_loss_points"] == pytest.approx(100 * report["chromosomes_rejected"], abs=1e-9)
+    # the acceptance's own set: boxes of any source that hold (almost) no chromosome
+    assert report["nothing_inside_n"] == 50 and report["nothing_inside_rejected"] > 0.8
 
 
 def _crop_rows(n_pos=160, n_neg=80, seed=0):
@@ -76,9 +79,9 @@ def _crop_rows(n_pos=160, n_neg=80, seed=0):
 def test_the_crop_network_learns_what_holds_a_chromosome():
     from training.reject import RejectNet, RejectTrainConfig
 
-    head = fit_head(_crop_rows(seed=0), RejectTrainConfig(kind="crops", hidden=8, epochs=6), embedding_width=8)
+    head = fit_head(_crop_rows(seed=0), RejectTrainConfig(kind="crops", hidden=8, epochs=6, box_features=False), embedding_width=8)
     assert isinstance(head, RejectNet)
     val = _crop_rows(seed=1)
-    scores = reject_scores(head, val)
+    scores = reject_scores(head, val, False)
     report = reject_report(scores, val, choose_threshold(scores, val, max_positive_reject=0.01))
     assert report["chromosomes_rejected"] <= 0.01 and report["empty_boxes_rejected"] > 0.9
