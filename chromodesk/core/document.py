@@ -8,7 +8,6 @@ slicing); ``core.voc`` is the one place that converts from VOC's 1-based boxes.
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Callable, Iterator
@@ -168,7 +167,9 @@ class Karyotype:
     comment: str = ""  # the technician's note on the cell
     in_report: bool = False  # its karyogram goes into the case report
     _listeners: list[Listener] = field(default_factory=list, repr=False, compare=False)
-    _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1), repr=False, compare=False)
+    # the next number new_id tries; never goes back, and is saved, so that an id once given
+    # (and perhaps named in an export or a report) never names another chromosome later
+    next_id: int = field(default=1, compare=False)
 
     # -- observation -------------------------------------------------------
     def subscribe(self, listener: Listener) -> Callable[[], None]:
@@ -192,9 +193,14 @@ class Karyotype:
 
     def new_id(self) -> str:
         while True:
-            candidate = f"c{next(self._ids):02d}"
+            candidate = f"c{self.next_id:02d}"
+            self.next_id += 1
             if candidate not in self.records:
                 return candidate
+
+    def _note_id(self, rid: str) -> None:
+        if len(rid) > 1 and rid[0] == "c" and rid[1:].isdigit():
+            self.next_id = max(self.next_id, int(rid[1:]) + 1)
 
     # -- edits (each emits one event) --------------------------------------------
     def add(self, box: Box, *, record_id: str | None = None, at: int | None = None, **fields) -> ChromosomeRecord:
@@ -203,6 +209,7 @@ class Karyotype:
         rid = record_id or self.new_id()
         if rid in self.records:
             raise ValueError(f"duplicate chromosome id {rid}")
+        self._note_id(rid)
         record = ChromosomeRecord(id=rid, box=box.clipped(self.width, self.height), **fields)
         self._insert(record, at)
         self._emit("added", rid)

@@ -63,7 +63,8 @@ def session_to_dict(doc: Karyotype) -> dict[str, Any]:
         "image": {"path": doc.image_path, "sha256": doc.image_sha256, "width": doc.width, "height": doc.height},
         "annotation_path": doc.annotation_path,
         "warnings": list(doc.warnings),
-        "cell": {"not_analysable": doc.not_analysable, "comment": doc.comment, "in_report": doc.in_report},
+        "cell": {"not_analysable": doc.not_analysable, "comment": doc.comment, "in_report": doc.in_report,
+                 "next_id": doc.next_id},
         "records": records,
     }
 
@@ -131,6 +132,10 @@ def load_session(path: str | Path, expected_sha256: str | None = None) -> Karyot
             raise reader.fail(f"{rid}.origin", f"unknown box origin {origin!r}")
         fields["origin"] = origin
         doc.add(reader.box(item.get("box"), f"{rid}.box", doc.width, doc.height), record_id=rid, **fields)
+    next_id = note.get("next_id", 1)  # absent before ids were kept apart across saves
+    if not isinstance(next_id, int) or isinstance(next_id, bool) or not 1 <= next_id <= 10**6:
+        raise reader.fail("cell.next_id", "expected a whole number from 1 to 1000000")
+    doc.next_id = max(doc.next_id, next_id)  # never below what the records already use
     doc.revision = 0  # a freshly loaded document has no unsaved changes
     return doc
 

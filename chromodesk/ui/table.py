@@ -191,9 +191,12 @@ class ChromosomeTable(QTableView):
         header = self.horizontalHeader()
         # fixed widths: ResizeToContents would re-read every row on every change (seconds per classification)
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        header.setStretchLastSection(True)
-        for column, width in enumerate((44, 50, 46)):
+        # all four widths before the stretch: the stretched "Status" never shrinks below the width it
+        # had when the stretch began (Qt's default 100 px), and at 1024 px a scrollbar then hid it
+        header.setMinimumSectionSize(36)
+        for column, width in enumerate((44, 50, 46, 60)):
             self.setColumnWidth(column, width)
+        header.setStretchLastSection(True)
         self.selectionModel().selectionChanged.connect(self._user_selected)
         self._syncing = False
         # when a row goes away Qt moves the current row to a neighbour, and with focus here that

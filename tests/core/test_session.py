@@ -156,3 +156,28 @@ def test_default_session_path_beside_image_or_in_user_data(tmp_path, monkeypatch
     save_session(make_doc(), fallback)
     monkeypatch.setattr(session, "_writable", lambda folder: True)
     assert default_session_path(image) == fallback
+
+
+def test_an_id_given_once_never_names_another_chromosome_after_a_save(tmp_path):
+    """Delete c03, save, reopen, draw a box: the new one is not a second "c03" (an export or a
+    report made before may already name c03)."""
+    doc = Karyotype(image_path="cell.png", image_sha256="ab" * 32, width=100, height=100)
+    for _ in range(3):
+        doc.add(Box(1, 1, 10, 10))
+    doc.remove("c03")
+    back = load_session(save_session(doc, tmp_path / "s.json"))
+    assert back.add(Box(5, 5, 20, 20)).id == "c04"
+    # a session saved before the counter was kept: new ids still come after the ones in use
+    data = json.loads((tmp_path / "s.json").read_text())
+    del data["cell"]["next_id"]
+    (tmp_path / "old.json").write_text(json.dumps(data))
+    assert load_session(tmp_path / "old.json").add(Box(5, 5, 20, 20)).id == "c03"
+
+
+def test_a_crafted_next_id_is_refused_with_its_field_named(tmp_path):
+    doc = Karyotype(image_path="cell.png", image_sha256="ab" * 32, width=100, height=100)
+    data = json.loads(save_session(doc, tmp_path / "s.json").read_text())
+    data["cell"]["next_id"] = "many"
+    (tmp_path / "bad.json").write_text(json.dumps(data))
+    with pytest.raises(InputError, match="cell.next_id"):
+        load_session(tmp_path / "bad.json")

@@ -3,6 +3,8 @@ next to a real model's long id (elided there, whole in its tooltip)."""
 
 from __future__ import annotations
 
+from PySide6.QtCore import Qt
+
 from .conftest import IMAGE_SIZE, open_and_classify
 from .fakes import FakeClassifier
 
@@ -46,3 +48,19 @@ def test_knife_hint_comes_back_when_a_message_times_out(qtbot, window, cell_file
     assert bar.currentMessage().startswith("Knife:")
     window.knife_action.trigger()
     assert not bar.currentMessage()
+
+
+def test_every_table_header_is_whole_at_1024x768(qtbot, make_window, cell_files):
+    """The chromosome table's headers read in full ("Status", not "Sta") on a small screen."""
+    window = make_window(FakeClassifier.from_voc(cell_files[1], IMAGE_SIZE))
+    window.resize(1024, 768)
+    window.show()
+    open_and_classify(qtbot, window, cell_files[0])
+    qtbot.wait(50)
+    table, header = window.table, window.table.horizontalHeader()
+    metrics, room = header.fontMetrics(), header.viewport().width()
+    assert not table.horizontalScrollBar().isVisible()
+    for column in range(table.model().columnCount()):
+        text = table.model().headerData(column, Qt.Orientation.Horizontal)
+        right = header.sectionViewportPosition(column) + metrics.horizontalAdvance(text) + 8
+        assert right <= room and header.sectionSize(column) >= metrics.horizontalAdvance(text) + 8, (text, right, room)
