@@ -164,8 +164,10 @@ class KaryogramView(QWidget):
             return
         self.selectRequested.emit(rid)
         menu = QMenu(self)
-        menu.addAction("Turn 180°", lambda: self.turnRequested.emit(rid))
-        menu.addAction("Mirror (flip left–right)", lambda: self.mirrorRequested.emit(rid))
+        # after the tab: the key that does the same (Cell menu), shown as Qt shows shortcuts but not
+        # bound a second time here
+        menu.addAction("Turn 180°\tT", lambda: self.turnRequested.emit(rid))
+        menu.addAction("Mirror (flip left–right)\tM", lambda: self.mirrorRequested.emit(rid))
         self.popup(menu, event.globalPos())
 
     def popup(self, menu: QMenu, where: QPoint) -> None:

@@ -626,40 +626,35 @@ class Workspace(QObject):
 
     def turn(self, record_id: str) -> None:
         """Turn a chromosome 180 degrees in the karyogram (one undo step)."""
-        cell = self.cell
-        if cell is None or record_id not in cell.doc.records:
-            return
-        if cell.doc.get(record_id).rejected:
-            self.message.emit("Not a chromosome: it has no place in the karyogram to turn")
-            return
-        if self._push(commands.TurnChromosome(cell.doc, record_id)):
-            self.message.emit(f"{record_id} turned 180° in the karyogram (Undo takes it back)")
-
-    def turn_selected(self) -> None:
-        cell = self.cell
-        if cell is None or cell.selected is None:
-            self.message.emit("Select a chromosome first (click its box, its row or its karyogram picture)")
-            return
-        self.turn(cell.selected)
+        self._orient(record_id, "turn", commands.TurnChromosome, lambda r: "turned 180°")
 
     def mirror(self, record_id: str) -> None:
         """Flip a chromosome left-right in the karyogram, or back (one undo step)."""
+        self._orient(record_id, "mirror", commands.MirrorChromosome,
+                     lambda r: "mirrored" if r.mirrored else "back as it was")
+
+    def _orient(self, record_id: str, verb: str, command, done) -> None:
         cell = self.cell
         if cell is None or record_id not in cell.doc.records:
             return
         if cell.doc.get(record_id).rejected:
-            self.message.emit("Not a chromosome: it has no place in the karyogram to mirror")
+            self.message.emit(f"Not a chromosome: it has no place in the karyogram to {verb}")
             return
-        if self._push(commands.MirrorChromosome(cell.doc, record_id)):
-            state = "mirrored" if cell.doc.get(record_id).mirrored else "back as it was"
-            self.message.emit(f"{record_id} {state} in the karyogram (Undo takes it back)")
+        if self._push(command(cell.doc, record_id)):
+            self.message.emit(f"{record_id} {done(cell.doc.get(record_id))} in the karyogram (Undo takes it back)")
+
+    def turn_selected(self) -> None:
+        self._on_selected(self.turn)
 
     def mirror_selected(self) -> None:
+        self._on_selected(self.mirror)
+
+    def _on_selected(self, act) -> None:
         cell = self.cell
         if cell is None or cell.selected is None:
             self.message.emit("Select a chromosome first (click its box, its row or its karyogram picture)")
             return
-        self.mirror(cell.selected)
+        act(cell.selected)
 
     def detect_again(self) -> None:
         """Re-run the detector in the background; its boxes replace the unconfirmed ones (one undo step)."""

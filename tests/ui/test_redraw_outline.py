@@ -288,13 +288,15 @@ def test_mirror_flips_the_karyogram_picture_is_one_undo_step_saved_and_exported(
     record = next(doc.get(rid) for rid in view.placements
                   if not np.array_equal(crop(shown, rid), crop(shown, rid)[:, ::-1]))
     where = view.to_widget(view.placements[record.id]).center().toPoint()
-    monkeypatch.setattr(view, "popup", lambda menu, _: next(
+    offered = []
+    monkeypatch.setattr(view, "popup", lambda menu, _: offered.extend(a.text() for a in menu.actions()) or next(
         a for a in menu.actions() if a.text().startswith("Mirror")).trigger())
     from PySide6.QtGui import QContextMenuEvent
 
     with qtbot.waitSignal(ws.karyogramReady, timeout=30000):
         QApplication.sendEvent(view, QContextMenuEvent(QContextMenuEvent.Reason.Mouse, where, view.mapToGlobal(where)))
     assert record.mirrored and ws.cell.selected == record.id and ws.cell.undo.count() == 1
+    assert [t.split("\t")[-1] for t in offered] == ["T", "M"]  # the menu teaches the keys
     assert record.label and record.turned is None  # a mirror changes no label and no turn
     mirrored = picture(view)
     assert not np.array_equal(mirrored, shown)
