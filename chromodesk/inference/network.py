@@ -63,8 +63,11 @@ class RejectConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "RejectConfig":
         # bundles from before the crop head have no "kind": theirs read the embedding
+        box_features = d.get("box_features", False)
+        if not isinstance(box_features, bool):
+            raise ValueError(f"reject head box_features {box_features!r} is not true or false")
         cfg = cls(hidden=int(d["hidden"]), threshold=float(d["threshold"]), kind=str(d.get("kind", "embedding")),
-                  box_features=bool(d.get("box_features", False)))
+                  box_features=box_features)
         if not (0.0 < cfg.threshold < 1.0) or not (1 <= cfg.hidden <= 4096) or cfg.kind not in REJECT_KINDS:
             raise ValueError(f"reject head hidden {cfg.hidden} / threshold {cfg.threshold} / kind {cfg.kind!r} out of range")
         return cfg

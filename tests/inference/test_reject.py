@@ -161,3 +161,17 @@ def test_a_head_with_box_features_reads_them_and_round_trips(tmp_path):
     probs_after, after = clf.predict_each_with_reject(crops)
     assert np.abs(after - before).min() > 1e-4  # only the box columns changed, and the answer did
     np.testing.assert_allclose(probs, probs_after)  # the classifier itself never reads them
+
+
+def test_a_crafted_box_features_flag_is_refused_with_the_file_named(tmp_path):
+    import json
+
+    from chromodesk.core.errors import InputError
+
+    path = _bundle(tmp_path / "b", threshold=0.5, bias=0.0)
+    data = json.loads(path.read_text())
+    data["reject"]["box_features"] = "yes"
+    path.write_text(json.dumps(data))
+    with pytest.raises(InputError, match="box_features") as info:
+        load_bundle(path)
+    assert path.name in str(info.value)
