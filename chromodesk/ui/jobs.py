@@ -323,10 +323,13 @@ def classify_job(gray: np.ndarray, items: tuple[ClassifyItem, ...], targets: fro
 
 
 def detached(doc: Karyotype) -> Karyotype:
-    """A copy of the document with no listeners: safe to hand to a worker thread."""
+    """A copy of the document with no listeners: safe to hand to a worker thread. The cell's own
+    fields come too: the karyogram and the exports print "NOT ANALYSABLE" and the comment."""
     return Karyotype(doc.image_path, doc.image_sha256, doc.width, doc.height,
                      records={k: replace(r) for k, r in doc.records.items()},
-                     annotation_path=doc.annotation_path, warnings=list(doc.warnings), revision=doc.revision)
+                     annotation_path=doc.annotation_path, warnings=list(doc.warnings), revision=doc.revision,
+                     not_analysable=doc.not_analysable, comment=doc.comment, in_report=doc.in_report,
+                     next_id=doc.next_id)
 
 
 @dataclass

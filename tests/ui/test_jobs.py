@@ -33,3 +33,18 @@ def test_background_work_gives_way_to_the_gui_thread(qtbot):
     worker, started_by_worker = got.args[0]
     assert worker > gui and started_by_worker == worker  # threads a job starts (OpenCV strips, torch) inherit it
     assert runner.shutdown()
+
+
+def test_work_handed_to_a_worker_keeps_the_cells_note():
+    """The karyogram and the exports are made from a worker's copy of the cell: a cell marked not
+    analysable must say so there too, with its comment (the copy once dropped both)."""
+    from chromodesk.core.document import Box, Karyotype
+    from chromodesk.core.export import review_status
+    from chromodesk.ui.jobs import detached
+
+    doc = Karyotype(image_path="cell.png", image_sha256="ab" * 32, width=100, height=100)
+    doc.add(Box(1, 1, 10, 10))
+    doc.set_cell_note(True, "overlapping spread", in_report=True)
+    copy = detached(doc)
+    assert review_status(copy) == "NOT ANALYSABLE: overlapping spread"
+    assert copy.in_report and copy.next_id == doc.next_id and not copy._listeners
