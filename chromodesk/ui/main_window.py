@@ -85,7 +85,8 @@ class MainWindow(QMainWindow):
         self.splitDockWidget(self.karyogram_dock, self.palette_dock, Qt.Orientation.Vertical)
         self.splitDockWidget(self.case_dock, self.table_dock, Qt.Orientation.Vertical)
         self.case_dock.hide()
-        # usable minimum widths: the table keeps "ID | Label | Conf. | Status" readable beside its scrollbar, the karyogram its pairs
+        # usable minimum widths: the table keeps "ID | Label | Conf. | Status" readable beside its
+        # scrollbar, the karyogram its pairs
         self.table.setMinimumWidth(228)
         karyogram_box.setMinimumWidth(260)
         self._docks_sized = False
