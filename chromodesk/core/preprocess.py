@@ -81,6 +81,9 @@ class CellCrops:
     masks: list[np.ndarray | None] | None = None  # per crop: the outline used (over ``mask_regions``), if any
     # float32, N x (len(FEATURE_NAMES) + len(BOX_FEATURE_NAMES)): what the reject network reads
     reject_features: np.ndarray | None = None
+    # the whole image as the crops were cut from it (``enhance_image``); the app keeps it for the
+    # knife, join and brush, which would otherwise compute it again on the GUI thread
+    enhanced: np.ndarray | None = None
 
 
 # -- whole-image steps ---------------------------------------------------------------
@@ -347,7 +350,8 @@ def preprocess_cell(gray: np.ndarray, boxes: Sequence[Box], cfg: PreprocessConfi
         raw.append(info)
     stack = np.stack(images) if images else np.zeros((0, cfg.size, cfg.size), np.uint8)
     feats = relative_features(raw)
-    return CellCrops(stack, feats, raw, list(outlines) if outlines is not None else None, reject_features(raw, feats))
+    return CellCrops(stack, feats, raw, list(outlines) if outlines is not None else None, reject_features(raw, feats),
+                     enhanced)
 
 
 def preprocess_crops(crops: Sequence[np.ndarray], cfg: PreprocessConfig) -> CellCrops:

@@ -271,6 +271,7 @@ class ClassifyResult:
     boxes: dict[str, Box] | None = None  # record id -> the box its answer is for
     ends: dict[str, tuple] | None = None  # record id -> (crop angle, P(p-arm up) per class), or (None, None)
     outlines: dict[str, tuple] | None = None  # record id -> the mask network's outline (None: threshold alone)
+    enhanced: np.ndarray | None = None  # the whole image as the crops were cut from it (classifier.preprocess)
 
 
 def classify_job(gray: np.ndarray, items: tuple[ClassifyItem, ...], targets: frozenset[str], classifier, *,
@@ -319,7 +320,7 @@ def classify_job(gray: np.ndarray, items: tuple[ClassifyItem, ...], targets: fro
     return ClassifyResult(str(classifier.model_id), predictions, targets, bool(classifier.has_context), rejects,
                           frozenset(it.record_id for it in items), {it.record_id: it.box for it in items},
                           {it.record_id: end for it, end in zip(items, ends)},
-                          {it.record_id: o for it, o in zip(items, outlines)})
+                          {it.record_id: o for it, o in zip(items, outlines)}, crops.enhanced)
 
 
 def detached(doc: Karyotype) -> Karyotype:

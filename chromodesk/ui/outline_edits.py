@@ -26,13 +26,14 @@ class OutlineEdits:
 
     # -- knife split and join -----------------------------------------------------------------------------
     def _enhanced(self, cell: Cell) -> np.ndarray:
-        """The whole image as the classifier's crops see it (for masks by threshold), once per cell."""
+        """The whole image as the classifier's crops see it (for masks by threshold): the one the
+        classification made in the worker, or, before any (or for another model), made here once."""
         from chromodesk.core.preprocess import enhance_image
 
         cfg = self.ws.preprocess
-        cached = getattr(cell, "_enhanced_for", None)
+        cached = cell.enhanced_for
         if cached is None or cached[0] != cfg:
-            cell._enhanced_for = cached = (cfg, enhance_image(cell.gray, cfg))
+            cell.enhanced_for = cached = (cfg, enhance_image(cell.gray, cfg))
         return cached[1]
 
     def mask_of(self, cell: Cell, record_id: str):

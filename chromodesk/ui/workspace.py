@@ -51,6 +51,8 @@ class Cell(QObject):
         self.undo = QUndoStack(self)
         self.selected: str | None = None
         self.partner: str | None = None  # picked with Ctrl+click besides the selected one
+        # (preprocess config, the whole image enhanced by it): for the outline edits' threshold masks
+        self.enhanced_for: tuple[PreprocessConfig, np.ndarray] | None = None
         # who else edits this cell (its session's lock): then this window must not write the session
         self.blocked_by: LockOwner | None = None
         self._unsubscribe = doc.subscribe(self._on_event)
@@ -422,6 +424,8 @@ class Workspace(QObject):
     def _classified(self, job: jobs.Job, cell: Cell, result: jobs.ClassifyResult) -> None:
         if job is not self._classify_job or cell is not self.cell or job.classifier is not self.classifier:
             return  # cancelled, another cell is open now, or another model was loaded meanwhile
+        if result.enhanced is not None:  # made in the worker: the first knife or brush need not wait for it
+            cell.enhanced_for = (self.preprocess, result.enhanced)
         applied = 0
         boxes = result.boxes or {}
         whole = result.whole_cell or result.rejects is not None

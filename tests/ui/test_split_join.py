@@ -222,3 +222,22 @@ def test_join_makes_one_outline_over_both_outlines(qtbot, window, cell_files):
         assert min(ys) <= min(p[1] for p in r.outline) and max(ys) >= max(p[1] for p in r.outline)
     qtbot.waitUntil(ws.is_settled, timeout=30000)
     assert doc.get(new_id).probabilities is not None and doc.get(new_id).outline == joined.outline
+
+
+def test_the_first_knife_uses_the_image_the_worker_enhanced(qtbot, window, cell_files, monkeypatch):
+    """The knife, join and brush need the cell's enhanced image; the classification made it in the
+    worker, so the first cut does not compute it again on the GUI thread."""
+    import chromodesk.core.preprocess as preprocess
+
+    open_and_classify(qtbot, window, cell_files[0])
+    ws = window.workspace
+    cfg, enhanced = ws.cell.enhanced_for
+    assert cfg == ws.preprocess
+    np.testing.assert_array_equal(enhanced, preprocess.enhance_image(ws.cell.gray, cfg))
+
+    def not_on_the_gui_thread(*_):
+        raise AssertionError("enhanced again on the GUI thread")
+
+    monkeypatch.setattr(preprocess, "enhance_image", not_on_the_gui_thread)
+    mask, region = ws._mask_of(ws.cell, long_one(ws.cell.doc).id)
+    assert mask.any()
