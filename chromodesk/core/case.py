@@ -23,10 +23,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from .atomic import atomic_write_text
 from .document import Karyotype, now_iso
 from .errors import InputError
-from .karyotype import iscn_string
+from .karyotype import iscn_string, normal_sex_costs
 from .labels import AUTOSOMES
 from .limits import MAX_SESSION_BYTES
 from .safe_read import read_json
@@ -49,17 +51,23 @@ class CellEntry:
     in_report: bool = False  # its karyogram goes into the report (karyotyped)
     reviewers: tuple[str, ...] = ()
     last_confirmed: str = ""
+    # nats: how well the cell's labels fit 46,XX and 46,XY (``normal_sex_costs``); breaks a tie
+    # between as many cells of each sex, where the count of cells cannot decide
+    sex_costs: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def from_doc(cls, doc: Karyotype, in_report: bool | None = None) -> "CellEntry":
         chromosomes = doc.chromosomes()
         confirmed = [r for r in chromosomes if r.confirmed]
+        scored = [r for r in chromosomes if r.probabilities is not None]
+        sex_costs = normal_sex_costs(np.array([r.probabilities for r in scored]),
+                                     {i: r.final for i, r in enumerate(scored) if r.confirmed}) if scored else {}
         return cls(image=Path(doc.image_path).name, count=len(chromosomes), iscn=iscn_string(doc.counts()),
                    reviewed=bool(chromosomes) and len(confirmed) == len(chromosomes), confirmed=len(confirmed),
                    not_analysable=doc.not_analysable, comment=doc.comment,
                    in_report=doc.in_report if in_report is None else in_report,
                    reviewers=tuple(sorted({r.confirmed_by for r in confirmed if r.confirmed_by})),
-                   last_confirmed=max((r.confirmed_at or "" for r in confirmed), default=""))
+                   last_confirmed=max((r.confirmed_at or "" for r in confirmed), default=""), sex_costs=sex_costs)
 
     def to_json(self) -> dict:
         return {"image": self.image, "count": self.count, "iscn": self.iscn, "reviewed": self.reviewed,
@@ -128,7 +136,7 @@ class CaseSummary:
         """(cell lines, non-clonal karyotypes), each as (karyotype, number of cells)."""
         cells = [c.iscn for c in self.counted]
         sexes = Counter(changes(k)[1] for k in cells)
-        main_sex = next((x for x, _ in sexes.most_common() if f"46,{x}" in NORMAL), None)
+        main_sex = self.main_sex()
         if main_sex is None:  # no cell with a normal sex complement: whole karyotypes as they are
             return self._whole_karyotype_lines()
         # the sex complement counts as a change against the main one: the other normal sex or an
@@ -144,6 +152,23 @@ class CaseSummary:
         lines = Counter(reduced).most_common()
         other = Counter(k for k, r in zip(cells, reduced) if k != r).most_common()
         return lines, other
+
+    def main_sex(self) -> str | None:
+        """XX or XY: the normal sex complement of the most cells (None when no cell has one). As many
+        cells of each (one misread X or Y in a two-cell case) are weighed by the cells' evidence,
+        their summed ``sex_costs``: the constitutional sex is one for the whole case."""
+        sexes = Counter(changes(c.iscn)[1] for c in self.counted)
+        normal = [(x, n) for x, n in sexes.most_common() if f"46,{x}" in NORMAL]
+        if not normal:
+            return None
+        tied = [x for x, n in normal if n == normal[0][1]]
+        if len(tied) == 2:
+            evidence = [c.sex_costs for c in self.counted if set(c.sex_costs) >= set(tied)]
+            if evidence:
+                totals = {x: sum(e[x] for e in evidence) for x in tied}
+                if totals[tied[0]] != totals[tied[1]]:
+                    return min(tied, key=totals.__getitem__)
+        return tied[0]
 
     def _whole_karyotype_lines(self) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
         ranked = Counter(c.iscn for c in self.counted).most_common()
@@ -194,7 +219,7 @@ class CaseSummary:
                 "count_distribution": {str(k): v for k, v in sorted(counts.items())},
                 "cell_lines": [{"karyotype": k, "cells": n} for k, n in clonal],
                 "non_clonal": [{"karyotype": k, "cells": n} for k, n in other],
-                "sex_chromosomes": sexes.most_common(1)[0][0] if sexes else None,
+                "sex_chromosomes": self.main_sex() or (sexes.most_common(1)[0][0] if sexes else None),
                 "warnings": self.warnings(),
             },
         }

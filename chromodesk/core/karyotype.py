@@ -78,37 +78,58 @@ def _cost_matrix(logp: np.ndarray, sex: tuple[int, int], cfg: AssignmentConfig, 
     return cost, columns
 
 
+def _hypothesis(logp: np.ndarray, probs: np.ndarray, name: str, fixed: dict[int, str], cfg: AssignmentConfig):
+    """(labels, cost) of the best assignment under one sex hypothesis; None when it cannot hold the cell."""
+    sex = SEX_HYPOTHESES[name]
+    n = len(logp)
+    if n > 3 * len(AUTOSOMES) + sum(sex):
+        return None
+    fixed_x = sum(1 for v in fixed.values() if v == "X")
+    fixed_y = sum(1 for v in fixed.values() if v == "Y")
+    if fixed_x > sex[0] or fixed_y > sex[1]:
+        return None
+    cost, columns = _cost_matrix(logp, sex, cfg, fixed)
+    rows, cols = linear_sum_assignment(cost)
+    total = float(cost[rows, cols].sum()) + (0.0 if name in NORMAL_SEX else cfg.sex_penalty)
+    # unfilled sex slots were not paid: add their missing bonus so hypotheses compare fairly
+    filled = {c for c in cols if columns[c] in ("X", "Y")}
+    total += cfg.loss_penalty * (sum(sex) - len(filled))
+    labels: list[str | None] = [None] * n
+    for r, c in zip(rows, cols):
+        # a forbidden cell (only in absurd cells, e.g. three sure Ys): the chromosome's own best label
+        labels[r] = columns[c] if cost[r, c] < _BIG / 2 or r in fixed else CLASSES[int(probs[r].argmax())]
+    return labels, total
+
+
 def assign(probs: np.ndarray, fixed: dict[int, str] | None = None, cfg: AssignmentConfig = AssignmentConfig()):
     """Best labels for all rows of ``probs`` (N x 24). Returns (labels, sex hypothesis, cost)."""
     fixed = fixed or {}
-    n = len(probs)
-    if n == 0:
+    if len(probs) == 0:
         return [], "XX", 0.0
     logp = np.log(np.clip(probs, 1e-9, 1.0))
     best = None
-    for name, sex in SEX_HYPOTHESES.items():
-        n_slots = 3 * len(AUTOSOMES) + sum(sex)
-        if n > n_slots:
-            continue
-        fixed_x = sum(1 for v in fixed.values() if v == "X")
-        fixed_y = sum(1 for v in fixed.values() if v == "Y")
-        if fixed_x > sex[0] or fixed_y > sex[1]:
-            continue
-        cost, columns = _cost_matrix(logp, sex, cfg, fixed)
-        rows, cols = linear_sum_assignment(cost)
-        total = float(cost[rows, cols].sum()) + (0.0 if name in NORMAL_SEX else cfg.sex_penalty)
-        # unfilled sex slots were not paid: add their missing bonus so hypotheses compare fairly
-        filled = {c for c in cols if columns[c] in ("X", "Y")}
-        total += cfg.loss_penalty * (sum(sex) - len(filled))
-        if best is None or total < best[2]:
-            labels: list[str | None] = [None] * n
-            for r, c in zip(rows, cols):
-                # a forbidden cell (only in absurd cells, e.g. three sure Ys): the chromosome's own best label
-                labels[r] = columns[c] if cost[r, c] < _BIG / 2 or r in fixed else CLASSES[int(probs[r].argmax())]
-            best = (labels, name, total)
+    for name in SEX_HYPOTHESES:
+        found = _hypothesis(logp, probs, name, fixed, cfg)
+        if found is not None and (best is None or found[1] < best[2]):
+            best = (found[0], name, found[1])
     if best is None:  # more objects than any karyotype holds: fall back to independent labels
         return [CLASSES[i] for i in probs.argmax(1)], "XX", float("nan")
     return best
+
+
+def normal_sex_costs(probs: np.ndarray, fixed: dict[int, str] | None = None,
+                     cfg: AssignmentConfig = AssignmentConfig()) -> dict[str, float]:
+    """The cost (nats) of the cell's best assignment as 46,XX and as 46,XY (``inf`` where confirmed
+    labels rule one out). A case sums them to weigh its cells' evidence for one sex."""
+    fixed = fixed or {}
+    if len(probs) < MIN_CELL_FOR_ASSIGNMENT:
+        return {}  # a fragment of a cell says little about its sex
+    logp = np.log(np.clip(probs, 1e-9, 1.0))
+    out = {}
+    for name in NORMAL_SEX:
+        found = _hypothesis(logp, probs, name, fixed, cfg)
+        out[name] = found[1] if found is not None else float("inf")
+    return out
 
 
 def iscn_string(counts: dict[str, int]) -> str:

@@ -106,3 +106,47 @@ def test_cell_lines_are_made_change_by_change():
     assert CaseSummary("c", cells({"47,XY,+21": 1, "46,XY,+21,-5": 1, "46,XY": 3})).iscn() == "mos 47,XY,+21[2]/46,XY[3]"
     # random losses in single cells leave a normal case normal
     assert CaseSummary("c", cells({"46,XX": 3, "45,XX,-4": 1, "45,X": 1, "45,XX,-19": 1})).iscn() == "46,XX"
+
+
+def _probs(y_evidence: float):
+    """A 46-chromosome cell's probabilities: sure autosomes, two sex chromosomes of which the
+    second reads Y with probability ``y_evidence`` (X otherwise)."""
+    import numpy as np
+
+    from chromodesk.core.labels import AUTOSOMES, CLASS_INDEX
+
+    rows = []
+    for label in AUTOSOMES:
+        for _ in range(2):
+            row = np.full(24, 0.001)
+            row[CLASS_INDEX[label]] = 1.0
+            rows.append(row)
+    for y in (0.02, y_evidence):
+        row = np.full(24, 0.001)
+        row[CLASS_INDEX["Y"]], row[CLASS_INDEX["X"]] = y, 1.0 - y
+        rows.append(row)
+    probs = np.array(rows)
+    return probs / probs.sum(1, keepdims=True)
+
+
+def test_a_tie_between_the_sexes_goes_to_the_stronger_evidence():
+    """Two cells, one read 46,XX and one 46,XY on a weak Y: the case is 46,XX, and the XY cell is
+    listed as a single cell; a sure Y makes it 46,XY. More cells of one sex always win."""
+    from chromodesk.core.karyotype import normal_sex_costs
+
+    weak_y, sure_x, sure_y = normal_sex_costs(_probs(0.6)), normal_sex_costs(_probs(0.05)), \
+        normal_sex_costs(_probs(0.999))
+    assert weak_y["XY"] < weak_y["XX"] and sure_x["XX"] < sure_x["XY"]
+    xy, xx = cells({"46,XY": 1, "46,XX": 1})
+    xy.sex_costs, xx.sex_costs = weak_y, sure_x
+    summary = CaseSummary("c", [xy, xx])
+    assert summary.iscn() == "46,XX" and summary.to_json()["summary"]["sex_chromosomes"] == "XX"
+    assert any("46,XY in 1 cell only" in w for w in summary.warnings())
+    xy.sex_costs = sure_y
+    assert CaseSummary("c", [xy, xx]).iscn() == "46,XY"
+    # a confirmed Y rules 46,XX out for that cell
+    confirmed_y = normal_sex_costs(_probs(0.6), fixed={45: "Y"})
+    assert confirmed_y["XX"] == float("inf")
+    three = cells({"46,XY": 2, "46,XX": 1})
+    three[2].sex_costs = {"XX": 0.0, "XY": 1e6}
+    assert CaseSummary("c", three).iscn() == "46,XY"
