@@ -37,6 +37,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--outlines", action="store_true",
                    help="cut each metaphase crop inside the shipped mask network's outline (neighbours left out)")
+    p.add_argument("--straighten", action="store_true",
+                   help="straighten bent chromosomes along their centre line in each crop (training and inference)")
     p.add_argument("--init", default="", metavar="BUNDLE",
                    help="start from this model bundle's weights (fine-tuning) instead of random ones")
     p.add_argument("--no-test-curve", action="store_true", help="skip the per-epoch test evaluation (faster)")
@@ -49,7 +51,7 @@ def _configs(args):
     from .augment import AugmentConfig
     from .fit import TrainConfig
 
-    pre = PreprocessConfig(size=args.input_size, outlines=args.outlines)
+    pre = PreprocessConfig(size=args.input_size, outlines=args.outlines, straighten=args.straighten)
     cfg = TrainConfig(arch=args.arch, optimizer=args.optimizer, lr=args.lr, batch_size=args.batch_size,
                       weight_decay=args.weight_decay, epochs=args.epochs, schedule=args.schedule,
                       patience=args.patience, label_smoothing=args.label_smoothing, seed=args.seed,

@@ -14,7 +14,7 @@ import csv
 import hashlib
 import os
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +24,7 @@ from tqdm import tqdm
 from chromodesk.core.errors import InputError
 from chromodesk.core.imaging import SUPPORTED_SUFFIXES, load_gray
 from chromodesk.core.labels import CLASS_INDEX, normalize_label
-from chromodesk.core.preprocess import PreprocessConfig, preprocess_cell, preprocess_crops
+from chromodesk.core.preprocess import PreprocessConfig, preprocess_cell, preprocess_crops, straighten_crop
 from chromodesk.core.voc import find_annotation, read_voc
 
 CACHE_DIR = Path(os.environ.get("CHROMODESK_CACHE", Path.home() / ".cache" / "chromodesk"))
@@ -161,6 +161,12 @@ def load_source(path: str | Path, cfg: PreprocessConfig, workers: int | None = N
     if cache.is_file():
         z = np.load(cache, allow_pickle=False)
         return CropSet(z["images"], z["features"], z["labels"], z["cells"], z["cases"], z["source"])
+    if cfg.straighten:  # straightening acts on the finished crop alone: reuse the crops made without it
+        data = load_source(root, replace(cfg, straighten=False), workers, progress)
+        data = CropSet(np.stack([straighten_crop(c) for c in data.images]) if len(data) else data.images,
+                       data.features, data.labels, data.cells, data.cases, data.source)
+        _save(cache, data)
+        return data
 
     workers = workers or max(1, (os.cpu_count() or 1))
     parts = []
@@ -187,12 +193,16 @@ def load_source(path: str | Path, cfg: PreprocessConfig, workers: int | None = N
     if not parts:
         raise InputError(root, "no labelled chromosomes found")
     data = CropSet.concat(parts)
+    _save(cache, data)
+    return data
+
+
+def _save(cache: Path, data: CropSet) -> None:
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_suffix(".tmp.npz")
     np.savez(tmp, images=data.images, features=data.features, labels=data.labels, cells=data.cells,
              cases=data.cases, source=data.source)
     os.replace(tmp, cache)
-    return data
 
 
 def _parse_sources(values: list[str]) -> list[tuple[Path, float]]:

@@ -54,6 +54,9 @@ class PreprocessConfig:
     # cut each crop inside the mask network's outline (a model must be trained on such crops: the
     # shipped one was trained on threshold crops, and outlines alone cost it 0.6 points; README)
     outlines: bool = False
+    # straighten a bent chromosome along its centre line in the finished crop (``straighten_crop``);
+    # a function of the crop alone, so cached crops of the same config without it can be reused
+    straighten: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -66,8 +69,9 @@ class PreprocessConfig:
     def digest(self) -> str:
         """Stable short hash: the key of on-disk crop caches."""
         keyed = dict(self.to_dict(), revision=REVISION)
-        if not keyed["outlines"]:
-            del keyed["outlines"]  # configs from before outlines existed keep their digest (and their caches)
+        for newer in ("outlines", "straighten"):
+            if not keyed[newer]:
+                del keyed[newer]  # configs from before these existed keep their digest (and their caches)
         return hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -262,9 +266,27 @@ def chromosome_crop(enhanced: np.ndarray, box: Box, cfg: PreprocessConfig, outli
     density = float(patch[mask > 0].mean()) if area else 0.0
     length, width = (float(patch.shape[0]), float(patch.shape[1])) if cfg.upright else (
         float(max(patch.shape)), float(min(patch.shape)))
-    return resize(pad_square(patch), cfg.size), {
+    crop = resize(pad_square(patch), cfg.size)
+    return straighten_crop(crop) if cfg.straighten else crop, {
         "area": area, "length": length, "width": width, "density": density, "angle": angle, **box_info,
     }
+
+
+def straighten_crop(crop: np.ndarray) -> np.ndarray:
+    """A finished crop (chromosome bright on black) with a bent chromosome resampled along its
+    centre line, so that its bands lie in one straight column; straight, crossed or too small
+    chromosomes come back unchanged. The same size as ``crop``."""
+    from .straighten import straighten
+
+    mask = (crop > 0).astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    if n > 2:  # resizing can leave specks: the centre line is the largest piece's
+        mask = (labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))).astype(np.uint8)
+    out = straighten(crop * mask, mask)
+    if out is None:
+        return crop
+    ink, kept = tight(*out)
+    return resize(pad_square(ink), crop.shape[0])
 
 
 def box_measures(shape: tuple[int, ...], box: Box, margin: int, mask: np.ndarray) -> dict:

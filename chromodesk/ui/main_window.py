@@ -164,6 +164,7 @@ class MainWindow(QMainWindow):
         self.image_view.polygonDrawn.connect(self._polygon_drawn)
         # a result's message times out: what to do in the tool comes back
         self.statusBar().messageChanged.connect(lambda text: text or self._show_tool_hint())
+        self.statusBar().messageChanged.connect(self._fit_message)
         self.image_view.partnerRequested.connect(self._select_also)
         self.case_list.openRequested.connect(ws.open_image)
         self.case_list.inReportChanged.connect(ws.set_in_report)
@@ -486,6 +487,16 @@ class MainWindow(QMainWindow):
                 self._refresh_case_soon()
 
     MODEL_LABEL_WIDTH = 200  # px in the status bar: at 1024 px wide a tool's hint fits beside it
+
+    def _fit_message(self, text: str) -> None:
+        """A message too long for the room beside the review, model and device labels takes the whole
+        bar while it shows (cut, it would lose its end, which says what to do); they come back after."""
+        bar, info = self.statusBar(), (self.review_label, self.model_label, self.device_label)
+        others = [w for w in (self.progress, self.cancel_button, self.read_only_label) if w.isVisible()]
+        room = bar.width() - sum(w.sizeHint().width() + 8 for w in (*others, *info)) - 16
+        wide = bool(text) and bar.fontMetrics().horizontalAdvance(text) > room
+        for w in info:
+            w.setVisible(not wide)
 
     def _model_changed(self, classifier, text: str) -> None:
         if classifier is None:

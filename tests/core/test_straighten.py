@@ -62,3 +62,30 @@ def test_straight_chromosomes_and_crosses_are_left_to_the_plain_turn():
     cv2.rectangle(cross, (5, 35), (75, 45), 1, -1)
     assert straighten(cross * 120, cross) is None
     assert straighten(np.zeros((10, 10), np.uint8), np.zeros((10, 10), np.uint8)) is None
+
+
+def test_a_straightened_crop_is_the_crop_made_straight():
+    """``PreprocessConfig.straighten``: the crop's bent chromosome stands straight in the same
+    square, a straight one is untouched, and the crop is exactly ``straighten_crop`` of the crop
+    made without it (what lets training reuse its cached crops)."""
+    from chromodesk.core.document import Box
+    from chromodesk.core.preprocess import PreprocessConfig, preprocess_cell, straighten_crop
+
+    ink, mask, _ = banded_arc(radius=60, sweep=150, width=16)
+    page = np.full((260, 260), 235, np.uint8)  # a G-band page: dark chromosome on light ground
+    y0, x0 = 30, 20
+    page[y0 : y0 + ink.shape[0], x0 : x0 + ink.shape[1]][mask > 0] = np.where(ink[mask > 0] > 100, 70, 120)
+    ys, xs = np.nonzero(mask)
+    box = Box(x0 + xs.min() - 2, y0 + ys.min() - 2, x0 + xs.max() + 3, y0 + ys.max() + 3)
+    plain = preprocess_cell(page, [box], PreprocessConfig()).images[0]
+    straight = preprocess_cell(page, [box], PreprocessConfig(straighten=True)).images[0]
+    assert straight.shape == plain.shape and np.array_equal(straight, straighten_crop(plain))
+
+    def widest_row(crop):
+        return int((crop > 0).sum(axis=1).max())
+
+    assert widest_row(straight) < 0.6 * widest_row(plain)  # the C became a bar
+    bar = np.zeros((64, 64), np.uint8)
+    bar[2:62, 26:38] = 150
+    assert np.array_equal(straighten_crop(bar), bar)
+    assert PreprocessConfig(straighten=True).digest() != PreprocessConfig().digest()

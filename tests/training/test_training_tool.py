@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from training.cli import main
@@ -150,3 +151,18 @@ def test_orientation_tool_trains_and_reports_on_held_out_cases(tiny_crops, tmp_p
     assert set(result["cases"]) == {"train", "val", "test"} and result["crops"]["test"] > 0
     assert 0.0 <= result["test_accuracy"] <= 1.0 and len(result["test_accuracy_per_class"]) == 24
     assert (tmp_path / "run" / "best.pt").is_file()
+
+
+def test_straightened_crops_are_made_from_the_cached_crops(tiny_crops, tmp_path, monkeypatch):
+    """``--straighten`` needs no second pass over the images: its crops are ``straighten_crop`` of
+    the crops cached without it, and cached in turn."""
+    from chromodesk.core.preprocess import PreprocessConfig, straighten_crop
+    from training import data
+
+    monkeypatch.setattr(data, "CACHE_DIR", tmp_path)
+    plain = data.load_source(tiny_crops, PreprocessConfig(), workers=1)
+    monkeypatch.setattr(data, "ProcessPoolExecutor", None)  # any new preprocessing would fail here
+    straight = data.load_source(tiny_crops, PreprocessConfig(straighten=True), workers=1)
+    assert np.array_equal(straight.images, np.stack([straighten_crop(c) for c in plain.images]))
+    assert np.array_equal(straight.labels, plain.labels) and np.array_equal(straight.features, plain.features)
+    assert len(list(tmp_path.glob("crops/*.npz"))) == 2

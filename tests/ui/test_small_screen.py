@@ -4,6 +4,7 @@ next to a real model's long id (elided there, whole in its tooltip)."""
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction
 
 from .conftest import IMAGE_SIZE, open_and_classify
 from .fakes import FakeClassifier
@@ -16,7 +17,7 @@ def message_room(window) -> int:
     bar = window.statusBar()
     shown = [w for w in (window.progress, window.cancel_button, window.read_only_label, window.review_label,
                          window.model_label, window.device_label) if w.isVisible()]
-    return min(w.x() for w in shown) - 2 - 6
+    return min((w.x() for w in shown), default=bar.width()) - 2 - 6
 
 
 def test_tool_hints_fit_the_status_bar_at_1024x768(qtbot, make_window, cell_files):
@@ -35,6 +36,26 @@ def test_tool_hints_fit_the_status_bar_at_1024x768(qtbot, make_window, cell_file
         assert bar.fontMetrics().horizontalAdvance(text) <= message_room(window), text
         action.trigger()
         assert not bar.currentMessage()
+
+
+def test_long_status_tips_and_messages_are_whole_at_1024x768(qtbot, make_window, cell_files):
+    """A menu entry's status tip or a long message takes the whole status bar while it shows, and
+    the review, model and device labels come back after."""
+    window = make_window(FakeClassifier.from_voc(cell_files[1], IMAGE_SIZE, model_id=LONG_ID))
+    window.resize(1024, 768)
+    open_and_classify(qtbot, window, cell_files[0])
+    bar = window.statusBar()
+    tips = [a.statusTip() for a in window.findChildren(QAction) if a.statusTip()]
+    longest = max(tips, key=len)
+    assert bar.fontMetrics().horizontalAdvance(longest) > 500  # a tip that did not fit beside the labels
+    for text in tips + ["Restored your saved review (6/46 confirmed) from the autosave of 2026-11-30 22:58; "
+                        "File ▸ Revert to saved goes back to the last save"]:
+        bar.showMessage(text, 0)
+        qtbot.wait(20)
+        assert bar.fontMetrics().horizontalAdvance(text) <= message_room(window), text
+    bar.clearMessage()
+    qtbot.wait(20)
+    assert window.model_label.isVisible() and window.device_label.isVisible()
 
 
 def test_knife_hint_comes_back_when_a_message_times_out(qtbot, window, cell_files):
