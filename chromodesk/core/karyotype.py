@@ -15,6 +15,7 @@ cells by ``training.evaluate``; the defaults below come from that calibration.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -130,6 +131,31 @@ def normal_sex_costs(probs: np.ndarray, fixed: dict[int, str] | None = None,
         found = _hypothesis(logp, probs, name, fixed, cfg)
         out[name] = found[1] if found is not None else float("inf")
     return out
+
+
+def rescue_rejected(probs: np.ndarray, reject_p: np.ndarray, rejected: np.ndarray, threshold: float,
+                    cfg: AssignmentConfig = AssignmentConfig()) -> np.ndarray:
+    """The cell's say in "not a chromosome": a box the reject network turned down comes back when
+    the cell's joint assignment gains more from it (it fills a slot left empty) than the network's
+    evidence above its threshold, both in nats: ``cost(without) - cost(with) > logit(p) -
+    logit(threshold)``; boxes are tried from the least sure. Only in (nearly) whole cells, where
+    an empty slot means something. Returns the new ``rejected``."""
+    rejected = np.asarray(rejected, dtype=bool).copy()
+    keep = [int(i) for i in np.flatnonzero(~rejected)]
+    if not rejected.any() or len(keep) < MIN_CELL_FOR_ASSIGNMENT:
+        return rejected
+
+    def logit(p: float) -> float:
+        p = min(max(float(p), 1e-7), 1 - 1e-7)
+        return math.log(p / (1 - p))
+
+    cost = assign(probs[keep], cfg=cfg)[2]
+    for i in sorted(np.flatnonzero(rejected), key=lambda i: reject_p[i]):
+        trial = assign(probs[keep + [int(i)]], cfg=cfg)[2]
+        if cost - trial > logit(reject_p[i]) - logit(threshold):
+            keep.append(int(i))
+            cost, rejected[i] = trial, False
+    return rejected
 
 
 def iscn_string(counts: dict[str, int]) -> str:

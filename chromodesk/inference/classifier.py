@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from chromodesk.core.preprocess import CellCrops
+from chromodesk.core.karyotype import rescue_rejected
 
 from .bundle import DEFAULT_MODEL, BundleMeta, load_bundle
 from .cell_context import assignment_onehot
@@ -120,13 +121,22 @@ class Classifier:
     def finish_cell(self, probs: np.ndarray, reject_p: np.ndarray, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The cell-context stage over the boxes that hold a chromosome (a rejected box must not
         count as one of the cell's chromosomes); rejected boxes keep the crop network's answer.
+        A rejected box the cell's assignment needs comes back (``core.karyotype.rescue_rejected``).
         Returns (probabilities, rejected)."""
         rejected = np.asarray(reject_p) >= self.reject_threshold
+        final = self._in_context_kept(probs, features, rejected)
+        # the cell has a say: a turned-down box that fills a slot left empty comes back
+        rescued = rescue_rejected(final, np.asarray(reject_p), rejected, self.reject_threshold)
+        if not np.array_equal(rescued, rejected):
+            rejected, final = rescued, self._in_context_kept(probs, features, rescued)
+        return final, rejected
+
+    def _in_context_kept(self, probs: np.ndarray, features: np.ndarray, rejected: np.ndarray) -> np.ndarray:
         final = np.array(probs, dtype=np.float32, copy=True)
         keep = np.flatnonzero(~rejected)
         if len(keep):
             final[keep] = self.in_context(final[keep], np.asarray(features)[keep])
-        return final, rejected
+        return final
 
     def predict_cell(self, crops: CellCrops) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One whole cell: (probabilities, "not a chromosome" probability, rejected)."""

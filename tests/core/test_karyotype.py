@@ -93,3 +93,29 @@ def test_a_correction_never_moves_another_chromosome_to_a_label_it_finds_unlikel
     probs2[nine, CLASS_INDEX["9"]], probs2[nine, CLASS_INDEX["10"]] = 0.5, 0.45
     out2 = analyse_cell(probs2, fixed={ten: "9"})
     assert out2.assigned[nine] == "10" and out2.iscn == "46,XY"
+
+
+def test_a_rejected_box_the_cell_needs_comes_back():
+    """A real 21 turned down as "not a chromosome" just above the threshold fills the slot its cell
+    leaves empty, so it comes back; a box far above the threshold, one the cell has no room for,
+    and any box in a fragment of a cell stay turned down."""
+    from chromodesk.core.karyotype import rescue_rejected
+
+    labels = normal()
+    probs = cell_probs(labels, confidence=0.95)
+    i21 = labels.index("21")
+    threshold = 0.981
+    reject_p = np.full(len(labels), 0.01)
+    rejected = np.zeros(len(labels), bool)
+    reject_p[i21], rejected[i21] = 0.985, True
+    assert not rescue_rejected(probs, reject_p, rejected, threshold)[i21]
+    reject_p[i21] = 0.99999  # the network is sure: the empty slot does not outweigh it
+    assert rescue_rejected(probs, reject_p, rejected, threshold)[i21]
+    # an extra box (47 boxes) whose slot is already filled twice stays out
+    extra = np.vstack([probs, probs[i21]])
+    reject_p2 = np.append(np.full(len(labels), 0.01), 0.985)
+    rejected2 = np.append(np.zeros(len(labels), bool), True)
+    assert rescue_rejected(extra, reject_p2, rejected2, threshold)[-1]
+    few = slice(i21 - 20, i21 + 2)  # 22 boxes, the 21 among them
+    reject_p[i21] = 0.985
+    assert rescue_rejected(probs[few], reject_p[few], rejected[few], threshold)[20]
