@@ -285,7 +285,7 @@ def straighten_crop(crop: np.ndarray) -> np.ndarray:
     out = straighten(crop * mask, mask)
     if out is None:
         return crop
-    ink, kept = tight(*out)
+    ink, _ = tight(*out)
     return resize(pad_square(ink), crop.shape[0])
 
 

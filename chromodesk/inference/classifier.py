@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from chromodesk.core.preprocess import CellCrops
 from chromodesk.core.karyotype import rescue_rejected
+from chromodesk.core.preprocess import CellCrops
 
 from .bundle import DEFAULT_MODEL, BundleMeta, load_bundle
 from .cell_context import assignment_onehot
