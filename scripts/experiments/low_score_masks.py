@@ -11,30 +11,22 @@ already kept. Reports recall50 / precision50 / count errors per rule (detection 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from chromodesk.core.document import Box
-from chromodesk.core.imaging import load_gray
 from chromodesk.core.preprocess import PreprocessConfig, enhance_image, mask_regions
-from chromodesk.core.voc import find_annotation, read_voc
 from chromodesk.inference.detector import Detector
 from chromodesk.inference.segmenter import Segmenter
-from training.detect_eval import _split_images
-from training.detect_metrics import at_threshold
+from low_score_overlap import save_rows, score_rule, validation_images  # beside this script
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def paint(shape, masks, regions, which) -> np.ndarray:
-    canvas = np.zeros(shape, bool)
-    for i in which:
-        r = regions[i]
-        canvas[r.ymin : r.ymax, r.xmin : r.xmax] |= masks[i].astype(bool)
-    return canvas
+def paint(canvas: np.ndarray, mask: np.ndarray, region: Box) -> None:
+    canvas[region.ymin : region.ymax, region.xmin : region.xmax] |= mask.astype(bool)
 
 
 def outside_share(mask: np.ndarray, region: Box, taken: np.ndarray) -> float:
@@ -53,14 +45,9 @@ def main() -> int:
     det = Detector(str(ROOT / "models" / "chromodesk-detector.json"), device="cpu")
     seg = Segmenter(device="cpu")
     cfg = PreprocessConfig(outlines=True)
-    split = json.loads((ROOT / "models" / "chromodesk-detector.split.json").read_text())
-    images = _split_images([str(ROOT.parent / "shared" / "datasets" / "tseng2023-gband-metaphases")], split, "val", args.limit)
     truths, cases = [], []
-    for path, _ in images:
-        img = load_gray(path)
-        ann = read_voc(find_annotation(path), (img.width, img.height))
-        truths.append(np.array([o.box.as_list() for o in ann.objects if not o.box.is_empty()], float).reshape(-1, 4))
-        pred = det.detect_array(img.gray, threshold=0.2)
+    for img, truth, pred in validation_images(det, args.limit):
+        truths.append(truth)
         pred = pred[np.argsort(-pred[:, 4])]
         boxes = [Box(*map(int, np.round(p[:4]))) for p in pred]
         regions = mask_regions(boxes, cfg, img.width, img.height)
@@ -73,19 +60,17 @@ def main() -> int:
         preds = []
         for pred, masks, regions, shape in cases:
             kept = [i for i in range(len(pred)) if pred[i, 4] >= high]
-            taken = paint(shape, masks, regions, kept)
+            taken = np.zeros(shape, bool)
+            for i in kept:
+                paint(taken, masks[i], regions[i])
             for i in range(len(pred)):
                 if low <= pred[i, 4] < high and outside_share(masks[i], regions[i], taken) >= need:
                     kept.append(i)
-                    taken = paint(shape, masks, regions, kept)
+                    paint(taken, masks[i], regions[i])
             preds.append(pred[sorted(kept)])
-        r = at_threshold(preds, truths, 0.0)
-        r.update(low=low, high=high, outside=need)
-        rows.append(r)
-        print(f"low {low:.2f} high {high:.2f} outside>={need:.2f}: recall {r['recall']:.4f} precision {r['precision']:.4f} "
-              f"|count error| median {r['median_count_error']:.0f} mean {r['mean_count_error']:.2f}", flush=True)
-    if args.json:
-        Path(args.json).write_text(json.dumps({"split": "val", "images": len(images), "rows": rows}, indent=1))
+        score_rule(preds, truths, f"low {low:.2f} high {high:.2f} outside>={need:.2f}", rows,
+                   low=low, high=high, outside=need)
+    save_rows(args.json, len(cases), rows)
     return 0
 
 

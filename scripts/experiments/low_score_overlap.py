@@ -41,31 +41,48 @@ def filtered(pred: np.ndarray, low: float, high: float, cover: float) -> np.ndar
     return np.array(kept).reshape(-1, 5)
 
 
+def validation_images(det: Detector, limit: int):
+    """(image, truth boxes, detections scored >= 0.2) for each validation image of the detector's split."""
+    split = json.loads((ROOT / "models" / "chromodesk-detector.split.json").read_text())
+    images = _split_images([str(ROOT.parent / "shared" / "datasets" / "tseng2023-gband-metaphases")], split, "val", limit)
+    for path, _ in images:
+        img = load_gray(path)
+        ann = read_voc(find_annotation(path), (img.width, img.height))
+        truth = np.array([o.box.as_list() for o in ann.objects if not o.box.is_empty()], float).reshape(-1, 4)
+        yield img, truth, det.detect_array(img.gray, threshold=0.2)
+
+
+def score_rule(preds: list[np.ndarray], truths: list[np.ndarray], rule: str, rows: list[dict], **params) -> None:
+    """Detection figures of one rule's kept boxes, printed and added to ``rows``."""
+    r = at_threshold(preds, truths, 0.0)
+    r.update(params)
+    rows.append(r)
+    print(f"{rule}: recall {r['recall']:.4f} precision {r['precision']:.4f} "
+          f"|count error| median {r['median_count_error']:.0f} mean {r['mean_count_error']:.2f}", flush=True)
+
+
+def save_rows(path: str | None, images: int, rows: list[dict]) -> None:
+    if path:
+        Path(path).write_text(json.dumps({"split": "val", "images": images, "rows": rows}, indent=1))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--limit", type=int, default=0)
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     det = Detector(str(ROOT / "models" / "chromodesk-detector.json"))
-    split = json.loads((ROOT / "models" / "chromodesk-detector.split.json").read_text())
-    images = _split_images([str(ROOT.parent / "shared" / "datasets" / "tseng2023-gband-metaphases")], split, "val", args.limit)
     preds, truths = [], []
-    for path, _ in images:
-        img = load_gray(path)
-        ann = read_voc(find_annotation(path), (img.width, img.height))
-        truths.append(np.array([o.box.as_list() for o in ann.objects if not o.box.is_empty()], float).reshape(-1, 4))
-        preds.append(det.detect_array(img.gray, threshold=0.2))
+    for _, truth, pred in validation_images(det, args.limit):
+        truths.append(truth)
+        preds.append(pred)
     rows = []
     for low, high, cover in [(0.40, 0.40, 1.0), (0.30, 0.30, 1.0), (0.25, 0.25, 1.0),
                              (0.30, 0.40, 0.5), (0.30, 0.40, 0.3), (0.25, 0.40, 0.5), (0.25, 0.40, 0.3),
                              (0.20, 0.40, 0.3), (0.25, 0.35, 0.3)]:
-        r = at_threshold([filtered(p, low, high, cover) for p in preds], truths, 0.0)
-        r.update(low=low, high=high, cover=cover)
-        rows.append(r)
-        print(f"low {low:.2f} high {high:.2f} cover<={cover:.1f}: recall {r['recall']:.4f} precision {r['precision']:.4f} "
-              f"|count error| median {r['median_count_error']:.0f} mean {r['mean_count_error']:.2f}", flush=True)
-    if args.json:
-        Path(args.json).write_text(json.dumps({"split": "val", "images": len(images), "rows": rows}, indent=1))
+        score_rule([filtered(p, low, high, cover) for p in preds], truths,
+                   f"low {low:.2f} high {high:.2f} cover<={cover:.1f}", rows, low=low, high=high, cover=cover)
+    save_rows(args.json, len(preds), rows)
     return 0
 
 

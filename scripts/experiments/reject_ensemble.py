@@ -11,6 +11,7 @@ core for 60 epochs) and saved under runs/reject-ensemble/ so that a rerun reuses
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 from pathlib import Path
 
@@ -64,8 +65,6 @@ def main() -> int:
     for k in range(1, args.members):
         path = out_dir / f"member{k}-e{args.epochs}.safetensors"
         if path.is_file():
-            import copy
-
             net = copy.deepcopy(shipped)
             net.load_state_dict(load_file(str(path)))
         else:
