@@ -52,6 +52,9 @@ class AnalysisResult:
                 "origin": r.origin,
                 "not_a_chromosome": r.rejected,
                 "reject_probability": round(float(r.reject_probability), 4) if r.reject_probability is not None else None,
+                # nats by which the detector's score fell short of its threshold (0: not doubted):
+                # such a box counts only where its cell has room for it
+                "detector_doubt": round(float(r.doubt), 3),
                 # the mask's outer contour in image pixels (null: no mask network, threshold inside the box)
                 "outline": [list(p) for p in r.outline] if r.outline else None,
                 # the karyogram's picture: the crop turned upright by ``angle`` degrees, then turned
@@ -87,24 +90,31 @@ def _shipped_detector(device: str):
     return Detector(DEFAULT_DETECTOR, device=device) if DEFAULT_DETECTOR.is_file() else None
 
 
-def find_boxes(gray: np.ndarray, detector=None, device: str = "auto") -> tuple[list[Box], str]:
+def find_boxes(gray: np.ndarray, detector=None, device: str = "auto") -> tuple[list[tuple[Box, float]], str]:
     """Boxes for an image without annotation: the learned detector (``detector``, else the shipped
     bundle), or the classical detector when no detector bundle is there or ``detector ==
-    "classical"``. Returns (boxes, note)."""
+    "classical"``. Returns ([(box, doubt), ...], note): ``doubt`` > 0 for a box the detector scored
+    under its threshold, which joins the cell only where the cell has room for it (see
+    ``Classifier.finish_cell``)."""
     if detector is None:
         detector = _shipped_detector(device)
     if detector == "classical":
         from chromodesk.core.detect import detect_chromosomes
 
         boxes = detect_chromosomes(gray)
-        return boxes, f"{len(boxes)} boxes proposed by the classical detector"
+        return [(b, 0.0) for b in boxes], f"{len(boxes)} boxes proposed by the classical detector"
     if detector is not None:
-        found = detector.detect(gray)
-        return [box for box, _score in found], f"{len(found)} boxes found by the learned detector ({detector.model_id})"
+        found = detector.detect_doubted(gray)
+        sure = sum(1 for _, d in found if d == 0)
+        note = f"{sure} boxes found by the learned detector ({detector.model_id})"
+        if len(found) > sure:
+            note += f"; {len(found) - sure} more it was unsure of count only where the cell has room for them"
+        return found, note
     from chromodesk.core.detect import detect_chromosomes
 
     boxes = detect_chromosomes(gray)
-    return boxes, f"{len(boxes)} boxes proposed by the classical detector (no detector bundle installed: expect merged crossings)"
+    return [(b, 0.0) for b in boxes], (f"{len(boxes)} boxes proposed by the classical detector (no detector bundle "
+                                       "installed: expect merged crossings)")
 
 
 def open_cell(image_path: str | Path, annotations: str | Path | None = None, detect: bool = True,
@@ -123,11 +133,11 @@ def open_cell(image_path: str | Path, annotations: str | Path | None = None, det
             doc.add(obj.box, file_label=obj.label, file_name=obj.name, origin="annotations")
     elif detect:
         try:
-            boxes, note = find_boxes(image.gray, detector, device)
+            found, note = find_boxes(image.gray, detector, device)
         except InputError as exc:  # the detectors know the pixels, not the file: name it here
             raise InputError(image_path, exc.problem) from None
-        for box in boxes:
-            doc.add(box, origin="detected")
+        for box, doubt in found:
+            doc.add(box, origin="detected", doubt=doubt)
         source = "detected"
         doc.warnings.append(f"{Path(image_path).name}: no annotation file; {note}")
     if len(doc) == 0:
@@ -142,15 +152,19 @@ def classify_document(doc: Karyotype, gray: np.ndarray, classifier: "Classifier"
     """Predict every record, then assign labels at the cell level (confirmed labels are fixed)."""
     records = list(doc)
     boxes = [r.box for r in records]
+    doubt = np.array([doubt_of(r) for r in records])
     hand = hand_masks([r.outline if r.outline_by_hand else None for r in records], boxes, classifier.preprocess, gray.shape)
-    crops = preprocess_cell(gray, boxes, classifier.preprocess, segment=segment_of(classifier), hand=hand)
+    crops = preprocess_cell(gray, boxes, classifier.preprocess, segment=segment_of(classifier), hand=hand,
+                            cell=doubt == 0)
     for info, r in zip(crops.raw, records):
         info["box"] = r.box.as_list()  # as in the app's classification job; ignored by real models
     if hasattr(classifier, "predict_cell"):
-        probs, reject_p, rejected = classifier.predict_cell(crops)
+        # (a lab's wrapper may predate doubted boxes: they come only from the learned detector)
+        probs, reject_p, rejected = classifier.predict_cell(crops, doubt=doubt) if doubt.any() else \
+            classifier.predict_cell(crops)
     else:  # a classifier without the "not a chromosome" outcome (e.g. a lab's own wrapper)
         probs = classifier.predict(crops)
-        reject_p, rejected = [None] * len(records), [False] * len(records)
+        reject_p, rejected = [None] * len(records), list(doubt > 0)
     ends = orient_crops(gray, [r.box for r in records], crops, classifier)
     outlines = crop_outlines(crops, [r.box for r in records], classifier.preprocess, gray.shape)
     for record, p, rp, rej, (angle, p_up), outline in zip(records, probs, reject_p, rejected, ends, outlines):
@@ -158,6 +172,11 @@ def classify_document(doc: Karyotype, gray: np.ndarray, classifier: "Classifier"
                            reject_probability=None if rp is None or not getattr(classifier, "has_reject", False) else rp,
                            rejected=bool(rej), angle=angle, p_up=p_up, outline=outline)
     return reassign(doc)
+
+
+def doubt_of(record) -> float:
+    """The detector's doubt about a box, unless the technician has said it holds a chromosome."""
+    return 0.0 if record.excluded is False or record.confirmed else float(record.doubt)
 
 
 def crop_outlines(crops: CellCrops, boxes: list[Box], cfg, shape: tuple[int, int]) -> list:

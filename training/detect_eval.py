@@ -7,7 +7,8 @@ against the VOC boxes of held-out cases, and the whole raw-image path end to end
 - ``end_to_end_accuracy``: detect -> classify -> assign per cell, as ``chromodesk analyze``
   does on an image without annotation; a true chromosome counts when the detection matched
   to it one-to-one at IoU >= 0.5 carries its true label (so a miss, a merged box or a wrong
-  label all count against it), over all true chromosomes;
+  label all count against it), over all true chromosomes; the boxes the detector scored between
+  its ``doubt_floor`` and its threshold go in doubted, as in the app;
 - ``seconds_per_image``: median wall time of detection alone (file decoding excluded).
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -45,17 +47,19 @@ def _split_images(data: list[str], split: dict | None, part: str, limit: int) ->
 
 
 def _end_to_end(gray: np.ndarray, path: Path, found: np.ndarray, truth: np.ndarray, labels: list[str | None],
-                classifier) -> tuple[int, int, np.ndarray]:
+                classifier, doubt: np.ndarray | None = None) -> tuple[int, int, np.ndarray]:
     """(correct, labelled truths, the boxes the classifier kept as chromosomes) for one image: the
-    found boxes classified and assigned as in the app."""
+    found boxes (with the detector's ``doubt`` about each, as ``pipeline.find_boxes`` gives it)
+    classified and assigned as in the app."""
     from chromodesk.pipeline import classify_document
 
     h, w = gray.shape
     doc = Karyotype(str(path), "", w, h)
     ids = []
-    for x0, y0, x1, y1 in found[:, :4]:
+    doubt = np.zeros(len(found)) if doubt is None else doubt
+    for (x0, y0, x1, y1), d in zip(found[:, :4], doubt):
         box = Box(int(np.floor(x0)), int(np.floor(y0)), int(np.ceil(x1)), int(np.ceil(y1))).clipped(w, h)
-        ids.append(doc.add(box).id if not box.is_empty() else None)
+        ids.append(doc.add(box, doubt=float(d)).id if not box.is_empty() else None)
     kept = [i for i, rid in enumerate(ids) if rid is not None]
     if kept:
         classify_document(doc, gray, classifier)
@@ -73,10 +77,13 @@ def evaluate_detection(model: str | None, data: list[str], split: str = "test", 
     """``threshold``: the learned detector's score threshold instead of its bundle's (to choose
     one on the validation split; never on the test split)."""
     from chromodesk.core.detect import detect_chromosomes
-    from chromodesk.inference.detector import DEFAULT_DETECTOR, Detector
+    from chromodesk.inference.detector import DEFAULT_DETECTOR, Detector, doubt_of
 
     detector = Detector(model, device="cpu")
     learned_threshold = detector.meta.threshold if threshold is None else float(threshold)
+    # the boxes the app takes in, doubted below the threshold (see ``Detector.detect_doubted``)
+    meta = replace(detector.meta, threshold=learned_threshold)
+    floor = learned_threshold if meta.doubt_floor is None else min(meta.doubt_floor, learned_threshold)
     model_path = Path(model) if model else DEFAULT_DETECTOR
     if split_file:
         split_map = json.loads(Path(split_file).read_text())
@@ -112,13 +119,14 @@ def evaluate_detection(model: str | None, data: list[str], split: str = "test", 
             secs[m].append(time.perf_counter() - t0)
             preds[m].append(found)
             if classifier is not None:
-                kept = found[found[:, 4] >= (learned_threshold if m == "learned" else 0.0)]
-                c, n, chromosomes = _end_to_end(img.gray, path, kept, truth, [o.label for o in objs], classifier)
+                kept = found[found[:, 4] >= (floor if m == "learned" else 0.0)]
+                doubt = np.array([doubt_of(s, meta) for s in kept[:, 4]]) if m == "learned" else None
+                c, n, chromosomes = _end_to_end(img.gray, path, kept, truth, [o.label for o in objs], classifier, doubt)
                 e2e[m][0] += c
                 e2e[m][1] += n
                 after_reject[m].append(chromosomes)
     result = {"split": split, "n_images": len(images), "data": [str(d) for d in data], "model_id": detector.model_id,
-              "threshold": learned_threshold, "classifier": classifier.model_id if classifier else None, "methods": {}}
+              "threshold": learned_threshold, "doubt_floor": floor, "doubt_weight": meta.doubt_weight, "classifier": classifier.model_id if classifier else None, "methods": {}}
     for m in methods:
         thr = learned_threshold if m == "learned" else 0.0
         at = at_threshold(preds[m], truths, thr)

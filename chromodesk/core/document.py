@@ -76,6 +76,9 @@ class ChromosomeRecord:
     auto_rejected: bool = False
     excluded: bool | None = None  # True: technician says not a chromosome; False: says it is one
     origin: str | None = None  # where the box came from: annotations | detected | drawn
+    # nats by which the detector's score fell short of its threshold (0: at or above it, or not
+    # detected): such a box stays out of the cell unless the cell's assignment needs it more
+    doubt: float = 0.0
     # which end is up in the karyogram: the angle its classifier crop was turned upright by, and
     # P(p-arm up) of that crop as each of the 24 classes (None without an orientation network)
     angle: float | None = None
@@ -253,6 +256,7 @@ class Karyotype:
         record.predicted = record.probabilities = record.assigned = record.reject_probability = None
         record.angle = record.p_up = record.turned = record.outline = None
         record.auto_rejected = record.outline_by_hand = False
+        record.doubt = 0.0  # the detector doubted the box it drew, not the one the technician made
         return record
 
     def set_prediction(

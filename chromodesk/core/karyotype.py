@@ -133,26 +133,32 @@ def normal_sex_costs(probs: np.ndarray, fixed: dict[int, str] | None = None,
     return out
 
 
-def rescue_rejected(probs: np.ndarray, reject_p: np.ndarray, rejected: np.ndarray, threshold: float,
+def logit(p: float) -> float:
+    p = min(max(float(p), 1e-7), 1 - 1e-7)
+    return math.log(p / (1 - p))
+
+
+def doubt_nats(score: float, threshold: float) -> float:
+    """How far a score falls short of its threshold, in nats (0 at or above it)."""
+    return max(0.0, logit(threshold) - logit(score))
+
+
+def rescue_rejected(probs: np.ndarray, margin: np.ndarray, rejected: np.ndarray,
                     cfg: AssignmentConfig = AssignmentConfig()) -> np.ndarray:
-    """The cell's say in "not a chromosome": a box the reject network turned down comes back when
-    the cell's joint assignment gains more from it (it fills a slot left empty) than the network's
-    evidence above its threshold, both in nats: ``cost(without) - cost(with) > logit(p) -
-    logit(threshold)``; boxes are tried from the least sure. Only in (nearly) whole cells, where
-    an empty slot means something. Returns the new ``rejected``."""
+    """The cell's say in "not a chromosome": a box held out of the cell comes back when the cell's
+    joint assignment gains more from it (it fills a slot left empty) than the evidence against it,
+    both in nats: ``cost(without) - cost(with) > margin``. ``margin``: per box, the reject
+    network's log-odds above its threshold plus, for a box the detector scored under its own
+    threshold, that shortfall (``doubt_nats``). Boxes are tried from the least doubted. Only in
+    (nearly) whole cells, where an empty slot means something. Returns the new ``rejected``."""
     rejected = np.asarray(rejected, dtype=bool).copy()
     keep = [int(i) for i in np.flatnonzero(~rejected)]
     if not rejected.any() or len(keep) < MIN_CELL_FOR_ASSIGNMENT:
         return rejected
-
-    def logit(p: float) -> float:
-        p = min(max(float(p), 1e-7), 1 - 1e-7)
-        return math.log(p / (1 - p))
-
     cost = assign(probs[keep], cfg=cfg)[2]
-    for i in sorted(np.flatnonzero(rejected), key=lambda i: reject_p[i]):
+    for i in sorted(np.flatnonzero(rejected), key=lambda i: margin[i]):
         trial = assign(probs[keep + [int(i)]], cfg=cfg)[2]
-        if cost - trial > logit(reject_p[i]) - logit(threshold):
+        if cost - trial > margin[i]:
             keep.append(int(i))
             cost, rejected[i] = trial, False
     return rejected

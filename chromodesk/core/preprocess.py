@@ -307,29 +307,37 @@ def box_measures(shape: tuple[int, ...], box: Box, margin: int, mask: np.ndarray
     return {"edge_cut": edge / np.sqrt(area), "box_fill": area / box_area, "box_area": box_area}
 
 
-def relative_features(raw: Sequence[dict]) -> np.ndarray:
+def relative_features(raw: Sequence[dict], cell: np.ndarray | None = None) -> np.ndarray:
     """Size and staining relative to the other chromosomes of the same cell.
 
     Absolute pixel sizes depend on the microscope and the metaphase's condensation;
     ratios to the cell median do not. Length rank (0 = shortest, 1 = longest) is robust
-    to a few bent or overlapping chromosomes.
+    to a few bent or overlapping chromosomes. ``cell`` (a mask over ``raw``): the boxes that
+    make the cell; the others (the detector's doubtful boxes) are measured against them
+    without moving their medians and ranks.
     """
     n = len(raw)
     if n == 0:
         return np.zeros((0, len(FEATURE_NAMES)), dtype=np.float32)
+    ref = np.ones(n, bool) if cell is None or not np.any(cell) else np.asarray(cell, bool)
     cols = {k: np.array([max(r[k], 1e-3) for r in raw], dtype=np.float64) for k in ("area", "length", "width", "density")}
-    feats = [np.log(cols[k] / np.median(cols[k])) for k in ("area", "length", "width", "density")]
-    order = np.argsort(np.argsort(cols["length"], kind="stable"), kind="stable")
-    feats.append(order / max(n - 1, 1))
+    feats = [np.log(cols[k] / np.median(cols[k][ref])) for k in ("area", "length", "width", "density")]
+    lengths = cols["length"][ref]
+    rank = np.empty(n)
+    rank[ref] = np.argsort(np.argsort(lengths, kind="stable"), kind="stable")
+    rank[~ref] = np.searchsorted(np.sort(lengths), cols["length"][~ref])  # where it would stand among them
+    feats.append(np.clip(rank / max(len(lengths) - 1, 1), 0.0, 1.0))
     return np.stack(feats, axis=1).astype(np.float32)
 
 
-def reject_features(raw: Sequence[dict], features: np.ndarray) -> np.ndarray:
-    """``features`` and, per box, BOX_FEATURE_NAMES (the box area relative to the cell's boxes)."""
+def reject_features(raw: Sequence[dict], features: np.ndarray, cell: np.ndarray | None = None) -> np.ndarray:
+    """``features`` and, per box, BOX_FEATURE_NAMES (the box area relative to the cell's boxes;
+    ``cell`` as in ``relative_features``)."""
     if len(raw) == 0:
         return np.zeros((0, len(FEATURE_NAMES) + len(BOX_FEATURE_NAMES)), dtype=np.float32)
+    ref = np.ones(len(raw), bool) if cell is None or not np.any(cell) else np.asarray(cell, bool)
     area = np.array([max(r["box_area"], 1.0) for r in raw], dtype=np.float64)
-    box = np.stack([[r["edge_cut"] for r in raw], [r["box_fill"] for r in raw], np.log(area / np.median(area))], axis=1)
+    box = np.stack([[r["edge_cut"] for r in raw], [r["box_fill"] for r in raw], np.log(area / np.median(area[ref]))], axis=1)
     return np.concatenate([features, box], axis=1).astype(np.float32)
 
 
@@ -345,7 +353,7 @@ Segment = Callable[[np.ndarray, Sequence[Box], Sequence[Box]], Sequence[np.ndarr
 
 def preprocess_cell(gray: np.ndarray, boxes: Sequence[Box], cfg: PreprocessConfig, segment: Segment | None = None,
                     outlines: Sequence[np.ndarray | None] | None = None,
-                    hand: Sequence[np.ndarray | None] | None = None) -> CellCrops:
+                    hand: Sequence[np.ndarray | None] | None = None, cell: np.ndarray | None = None) -> CellCrops:
     """All chromosomes of one image (or one cell of single-chromosome crops, see ``preprocess_crops``).
 
     ``outlines`` (per box, over ``mask_regions``; None where there is none) or ``segment`` (which
@@ -353,7 +361,8 @@ def preprocess_cell(gray: np.ndarray, boxes: Sequence[Box], cfg: PreprocessConfi
     or cross it; they are in ``CellCrops.masks``, and the crops are cut inside them when
     ``cfg.outlines`` says the model was trained so. ``hand``: outlines the technician made (a
     knife split, a join; same layout): they replace the others and always cut the crop, since
-    they say what the chromosome is.
+    they say what the chromosome is. ``cell``: which boxes make the cell that the features are
+    relative to (default all; see ``relative_features``).
     """
     enhanced = enhance_image(gray, cfg)
     n = len(boxes)
@@ -371,8 +380,8 @@ def preprocess_cell(gray: np.ndarray, boxes: Sequence[Box], cfg: PreprocessConfi
         images.append(crop)
         raw.append(info)
     stack = np.stack(images) if images else np.zeros((0, cfg.size, cfg.size), np.uint8)
-    feats = relative_features(raw)
-    return CellCrops(stack, feats, raw, list(outlines) if outlines is not None else None, reject_features(raw, feats),
+    feats = relative_features(raw, cell)
+    return CellCrops(stack, feats, raw, list(outlines) if outlines is not None else None, reject_features(raw, feats, cell),
                      enhanced)
 
 

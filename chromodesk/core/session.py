@@ -49,6 +49,7 @@ def session_to_dict(doc: Karyotype) -> dict[str, Any]:
             "auto_rejected": r.auto_rejected,
             "excluded": r.excluded,
             "origin": r.origin,
+            "doubt": r.doubt,
             "angle": r.angle,
             "p_up": list(r.p_up) if r.p_up is not None else None,
             "turned": r.turned,
@@ -131,6 +132,10 @@ def load_session(path: str | Path, expected_sha256: str | None = None) -> Karyot
         if origin not in (None, "annotations", "detected", "drawn"):
             raise reader.fail(f"{rid}.origin", f"unknown box origin {origin!r}")
         fields["origin"] = origin
+        doubt = item.get("doubt", 0.0)  # absent in sessions saved before the cell had a say in detection
+        if not isinstance(doubt, (int, float)) or isinstance(doubt, bool) or not 0.0 <= doubt <= 100.0:
+            raise reader.fail(f"{rid}.doubt", f"expected a number of nats from 0 to 100, found {doubt!r}")
+        fields["doubt"] = float(doubt)
         doc.add(reader.box(item.get("box"), f"{rid}.box", doc.width, doc.height), record_id=rid, **fields)
     next_id = note.get("next_id", 1)  # absent before ids were kept apart across saves
     if not isinstance(next_id, int) or isinstance(next_id, bool) or not 1 <= next_id <= 10**6:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from chromodesk.core.karyotype import rescue_rejected
+from chromodesk.core.karyotype import logit, rescue_rejected
 from chromodesk.core.preprocess import CellCrops
 
 from .bundle import DEFAULT_MODEL, BundleMeta, load_bundle
@@ -118,15 +118,20 @@ class Classifier:
     def predict_each_with_reject(self, crops: CellCrops) -> tuple[np.ndarray, np.ndarray]:
         return self.predict_arrays(crops.images, crops.features, with_reject=True, reject_features=crops.reject_features)
 
-    def finish_cell(self, probs: np.ndarray, reject_p: np.ndarray, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def finish_cell(self, probs: np.ndarray, reject_p: np.ndarray, features: np.ndarray,
+                    doubt: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The cell-context stage over the boxes that hold a chromosome (a rejected box must not
         count as one of the cell's chromosomes); rejected boxes keep the crop network's answer.
-        A rejected box the cell's assignment needs comes back (``core.karyotype.rescue_rejected``).
-        Returns (probabilities, rejected)."""
-        rejected = np.asarray(reject_p) >= self.reject_threshold
+        ``doubt``: per box, nats by which the detector's score fell short of its threshold (0 for
+        the rest): such a box starts out of the cell. A box held out that the cell's assignment
+        needs comes back (``core.karyotype.rescue_rejected``). Returns (probabilities, rejected)."""
+        reject_p = np.asarray(reject_p, dtype=np.float64)
+        doubt = np.zeros(len(reject_p)) if doubt is None else np.asarray(doubt, dtype=np.float64)
+        rejected = (reject_p >= self.reject_threshold) | (doubt > 0)
         final = self._in_context_kept(probs, features, rejected)
-        # the cell has a say: a turned-down box that fills a slot left empty comes back
-        rescued = rescue_rejected(final, np.asarray(reject_p), rejected, self.reject_threshold)
+        # the cell has a say: a box held out that fills a slot left empty comes back
+        margin = doubt + np.array([max(0.0, logit(p) - logit(self.reject_threshold)) for p in reject_p])
+        rescued = rescue_rejected(final, margin, rejected)
         if not np.array_equal(rescued, rejected):
             rejected, final = rescued, self._in_context_kept(probs, features, rescued)
         return final, rejected
@@ -138,10 +143,11 @@ class Classifier:
             final[keep] = self.in_context(final[keep], np.asarray(features)[keep])
         return final
 
-    def predict_cell(self, crops: CellCrops) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """One whole cell: (probabilities, "not a chromosome" probability, rejected)."""
+    def predict_cell(self, crops: CellCrops, doubt: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One whole cell: (probabilities, "not a chromosome" probability, rejected); ``doubt`` as
+        in ``finish_cell``."""
         probs, reject_p = self.predict_each_with_reject(crops)
-        final, rejected = self.finish_cell(probs, reject_p, crops.features)
+        final, rejected = self.finish_cell(probs, reject_p, crops.features, doubt)
         return final, reject_p, rejected
 
     @torch.inference_mode()

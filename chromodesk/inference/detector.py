@@ -19,6 +19,7 @@ from chromodesk.bundled import models_dir
 from chromodesk.core.detector_input import OUTPUT_STRIDE, detector_input, pad_to_multiple
 from chromodesk.core.document import Box
 from chromodesk.core.errors import InputError
+from chromodesk.core.karyotype import doubt_nats
 
 from .bundle import bundle_paths, load_checked_state, read_json_object, read_verified_weights, save_bundle
 from .detector_net import WIDTHS, CenterNetLite, decode
@@ -36,6 +37,10 @@ class DetectorMeta:
     polarity: str = "auto"
     tta: bool = False  # average the four flips (chosen on validation)
     twin: bool = False  # the network answers for a second chromosome sharing a centre (a crossing)
+    # boxes scored in [doubt_floor, threshold) come too, "doubted" by doubt_weight x the nats their
+    # score falls short: they join the cell only where it has room for them (chosen on validation)
+    doubt_floor: float | None = None
+    doubt_weight: float = 1.0
     training: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     weights_sha256: str = ""
@@ -44,7 +49,7 @@ class DetectorMeta:
     def to_json(self) -> dict:
         return {"kind": "detector", "format_version": FORMAT_VERSION, "model_id": self.model_id, "width": self.width,
                 "scale": self.scale, "threshold": self.threshold, "polarity": self.polarity, "tta": self.tta,
-                "twin": self.twin,
+                "twin": self.twin, "doubt_floor": self.doubt_floor, "doubt_weight": self.doubt_weight,
                 "weights_file": self.weights_file, "weights_sha256": self.weights_sha256,
                 "training": self.training, "metrics": self.metrics}
 
@@ -63,6 +68,8 @@ def read_detector_meta(path: str | Path) -> DetectorMeta:
         meta = DetectorMeta(model_id=str(data["model_id"]), width=str(data["width"]), scale=float(data["scale"]),
                             threshold=float(data["threshold"]), polarity=str(data.get("polarity", "auto")),
                             tta=bool(data.get("tta", False)), twin=bool(data.get("twin", False)),
+                            doubt_floor=None if data.get("doubt_floor") is None else float(data["doubt_floor"]),
+                            doubt_weight=float(data.get("doubt_weight", 1.0)),
                             training=data.get("training", {}), metrics=data.get("metrics", {}),
                             weights_sha256=str(data["weights_sha256"]),
                             weights_file=str(data.get("weights_file") or json_path.with_suffix(".safetensors").name))
@@ -74,6 +81,9 @@ def read_detector_meta(path: str | Path) -> DetectorMeta:
         raise InputError(json_path, f"unknown detector width {meta.width!r}")
     if not (0.05 <= meta.scale <= 4.0) or not (0.0 < meta.threshold < 1.0):
         raise InputError(json_path, f"scale {meta.scale} or threshold {meta.threshold} out of range")
+    if meta.doubt_floor is not None and not (0.0 < meta.doubt_floor <= meta.threshold and 0.0 < meta.doubt_weight <= 100.0):
+        raise InputError(json_path, f"doubt_floor {meta.doubt_floor} (0 to the threshold) or doubt_weight "
+                                    f"{meta.doubt_weight} (0 to 100) out of range")
     return meta
 
 
@@ -158,13 +168,31 @@ class Detector:
                             self.meta.polarity, self.device, self.meta.tta)
 
     def detect(self, gray: np.ndarray, threshold: float | None = None) -> list[tuple[Box, float]]:
-        out = []
-        h, w = gray.shape
-        for x0, y0, x1, y1, s in self.detect_array(gray, threshold):
-            box = Box(int(np.floor(x0)), int(np.floor(y0)), int(np.ceil(x1)), int(np.ceil(y1))).clipped(w, h)
-            if not box.is_empty():
-                out.append((box, float(s)))
-        return out
+        return image_boxes(self.detect_array(gray, threshold), gray.shape)
+
+    def detect_doubted(self, gray: np.ndarray) -> list[tuple[Box, float]]:
+        """(box, doubt) for every box scored at least the bundle's ``doubt_floor`` (its threshold
+        when it has none): doubt 0 at or above the threshold, else ``doubt_weight`` x the nats the
+        score falls short (``core.karyotype.doubt_nats``)."""
+        m = self.meta
+        floor = m.threshold if m.doubt_floor is None else m.doubt_floor
+        return [(box, doubt_of(score, m)) for box, score in self.detect(gray, threshold=floor)]
+
+
+def doubt_of(score: float, meta: DetectorMeta) -> float:
+    return meta.doubt_weight * doubt_nats(score, meta.threshold)
+
+
+def image_boxes(found: np.ndarray, shape: tuple[int, int]) -> list[tuple[Box, float]]:
+    """Detections (x0, y0, x1, y1, score; float pixels) as whole-pixel boxes inside the image, with
+    their scores; empty boxes dropped."""
+    out = []
+    h, w = shape
+    for x0, y0, x1, y1, s in found:
+        box = Box(int(np.floor(x0)), int(np.floor(y0)), int(np.ceil(x1)), int(np.ceil(y1))).clipped(w, h)
+        if not box.is_empty():
+            out.append((box, float(s)))
+    return out
 
 
 def default_detector_available() -> bool:

@@ -214,25 +214,26 @@ class ReplaceBoxes(_KeepsTheCell):
     """Detect again: the boxes nobody confirmed give way to freshly detected ones (one undo step).
 
     Confirmed chromosomes stay, and a detected box that repeats one of them (IoU >= 0.5) is dropped.
+    ``found``: (box, the detector's doubt about it) pairs, as ``pipeline.find_boxes`` gives them.
     """
 
-    def __init__(self, doc: Karyotype, boxes: list[Box], parent: QUndoCommand | None = None):
+    def __init__(self, doc: Karyotype, found: list[tuple[Box, float]], parent: QUndoCommand | None = None):
         super().__init__(doc, parent)
         kept = [r for r in doc if r.confirmed or r.excluded]
         self.removed = [replace(r) for r in doc if not (r.confirmed or r.excluded)]
         self.at = [doc.position(r.id) for r in self.removed]
-        self.boxes = [b for b in boxes if all(b.iou(r.box) < 0.5 for r in kept)]
+        self.found = [(b, d) for b, d in found if all(b.iou(r.box) < 0.5 for r in kept)]
         self.added: list[str] = []
-        self.setText(f"detect again: {len(self.removed)} boxes -> {len(self.boxes)}")
+        self.setText(f"detect again: {len(self.removed)} boxes -> {len(self.found)}")
 
     def redo_boxes(self) -> None:
         for r in self.removed:
             self.doc.remove(r.id)
         if not self.added:
-            self.added = [self.doc.add(b, origin="detected").id for b in self.boxes]
+            self.added = [self.doc.add(b, origin="detected", doubt=d).id for b, d in self.found]
         else:
-            for rid, b in zip(self.added, self.boxes):
-                self.doc.add(b, record_id=rid, origin="detected")
+            for rid, (b, d) in zip(self.added, self.found):
+                self.doc.add(b, record_id=rid, origin="detected", doubt=d)
 
     def undo_boxes(self) -> None:
         for rid in self.added:

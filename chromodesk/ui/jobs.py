@@ -244,8 +244,9 @@ def classify_case_job(images: tuple[Path, ...], classifier, *, progress, is_canc
     return done
 
 
-def detect_job(gray: np.ndarray, *, progress, is_cancelled) -> tuple[list[Box], str]:
-    """Boxes for the whole image: the learned detector (or the classical one without a bundle)."""
+def detect_job(gray: np.ndarray, *, progress, is_cancelled) -> tuple[list[tuple[Box, float]], str]:
+    """(box, doubt) pairs for the whole image: the learned detector (or the classical one without
+    a bundle), see ``pipeline.find_boxes``."""
     from chromodesk.pipeline import find_boxes
 
     progress(0, 0, "Detecting chromosomes")
@@ -258,6 +259,7 @@ class ClassifyItem:
     box: Box
     box_revision: int
     outline: tuple | None = None  # the technician's outline (knife split, join): the crop is cut by it
+    doubt: float = 0.0  # the detector's doubt about the box (``pipeline.doubt_of``)
 
 
 @dataclass
@@ -284,8 +286,10 @@ def classify_job(gray: np.ndarray, items: tuple[ClassifyItem, ...], targets: fro
     from chromodesk.pipeline import crop_outlines, hand_masks, orient_crops, segment_of
 
     boxes = [it.box for it in items]
+    doubt = np.array([it.doubt for it in items], dtype=np.float64)
     hand = hand_masks([it.outline for it in items], boxes, classifier.preprocess, gray.shape)
-    crops = preprocess_cell(gray, boxes, classifier.preprocess, segment=segment_of(classifier), hand=hand)
+    crops = preprocess_cell(gray, boxes, classifier.preprocess, segment=segment_of(classifier), hand=hand,
+                            cell=doubt == 0)
     for info, it in zip(crops.raw, items):
         info["box"] = it.box.as_list()  # a plain value a test double can key on; ignored by real models
     progress(1, n + 1, "Classifying")
@@ -309,10 +313,13 @@ def classify_job(gray: np.ndarray, items: tuple[ClassifyItem, ...], targets: fro
     rejects = None
     if has_reject:
         reject_p = np.concatenate(rejp) if rejp else np.zeros(0)
-        allp, rejected = classifier.finish_cell(allp, reject_p, crops.features)
+        allp, rejected = classifier.finish_cell(allp, reject_p, crops.features, doubt)
         rejects = {it.record_id: (float(p), bool(r)) for it, p, r in zip(items, reject_p, rejected)}
-    else:
-        allp = classifier.in_context(allp, crops.features)
+    else:  # without a reject outcome the detector's doubted boxes simply stay out
+        kept = doubt == 0
+        allp[kept] = classifier.in_context(allp[kept], crops.features[kept])
+        if not kept.all():
+            rejects = {it.record_id: (None, bool(d > 0)) for it, d in zip(items, doubt)}
     allp = np.asarray(allp, dtype=np.float64)
     ends = orient_crops(gray, [it.box for it in items], crops, classifier)
     outlines = crop_outlines(crops, [it.box for it in items], classifier.preprocess, gray.shape)

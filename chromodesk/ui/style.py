@@ -34,15 +34,24 @@ def colour(record_or_state) -> QColor:
 
 def status_text(record: ChromosomeRecord) -> str:
     if record.rejected:
-        who = "by you" if record.excluded else f"by the classifier (p {record.reject_probability:.2f})" \
-            if record.reject_probability is not None else ""
-        return f"not a chromosome {who}".strip() + "; give it a label to bring it back"
+        return f"not a chromosome {rejected_by(record)}".strip() + "; give it a label to bring it back"
     if record.confirmed:
         return f"confirmed by {record.confirmed_by}"
     text = STATE_TEXT[record_state(record)]
     if record.unknown_name and record.suggested is None:
         text += f" (file name {record.file_name!r} unknown)"
     return text
+
+
+def rejected_by(record: ChromosomeRecord) -> str:
+    """Who said "not a chromosome", so that a purple box never comes unexplained."""
+    if record.excluded:
+        return "by you"
+    if record.doubt > 0:
+        return "for now: the detector was unsure of this box and the cell has no empty place for it"
+    if record.reject_probability is not None:
+        return f"by the classifier (p {record.reject_probability:.2f})"
+    return ""
 
 
 SHORT_STATUS = {"high": "review", "medium": "unsure", "low": "LOW", "none": "no prediction", "rejected": "not a chromosome"}

@@ -28,7 +28,7 @@ from chromodesk.core.imaging import SUPPORTED_SUFFIXES
 from chromodesk.core.karyotype import cell_flags, iscn_string
 from chromodesk.core.lock import CellLock, LockOwner, new_token, owner_alive, read_owner
 from chromodesk.core.preprocess import PreprocessConfig
-from chromodesk.pipeline import reassign
+from chromodesk.pipeline import doubt_of, reassign
 
 from . import commands, jobs
 from .outline_edits import OutlineEdits
@@ -408,8 +408,8 @@ class Workspace(QObject):
         targets = frozenset(r.id for r in doc if force or r.probabilities is None)
         if not targets:
             return False
-        items = tuple(jobs.ClassifyItem(r.id, r.box, r.box_revision, r.outline if r.outline_by_hand else None)
-                      for r in doc)
+        items = tuple(jobs.ClassifyItem(r.id, r.box, r.box_revision, r.outline if r.outline_by_hand else None,
+                                        doubt_of(r)) for r in doc)
         job = jobs.Job("classify", jobs.classify_job, cell.gray, items, targets, self.classifier)
         job.failed_flag = False
         job.classifier = self.classifier
@@ -675,11 +675,11 @@ class Workspace(QObject):
     def _detected(self, cell: Cell, result) -> None:
         if cell is not self.cell:
             return  # another cell is open now
-        boxes, note = result
+        found, note = result
         if not self._editable():
             return
         self.cancel_classification(quiet=True)
-        cell.undo.push(commands.ReplaceBoxes(cell.doc, boxes))
+        cell.undo.push(commands.ReplaceBoxes(cell.doc, found))
         self.message.emit(f"Detect again: {note} (Undo puts the previous boxes back)")
 
     def accept(self, record_ids) -> None:

@@ -41,15 +41,15 @@ def filtered(pred: np.ndarray, low: float, high: float, cover: float) -> np.ndar
     return np.array(kept).reshape(-1, 5)
 
 
-def validation_images(det: Detector, limit: int):
-    """(image, truth boxes, detections scored >= 0.2) for each validation image of the detector's split."""
+def validation_images(det: Detector, limit: int, threshold: float = 0.2):
+    """(image, truth boxes, detections scored >= threshold) for each validation image of the detector's split."""
     split = json.loads((ROOT / "models" / "chromodesk-detector.split.json").read_text())
     images = _split_images([str(ROOT.parent / "shared" / "datasets" / "tseng2023-gband-metaphases")], split, "val", limit)
     for path, _ in images:
         img = load_gray(path)
         ann = read_voc(find_annotation(path), (img.width, img.height))
         truth = np.array([o.box.as_list() for o in ann.objects if not o.box.is_empty()], float).reshape(-1, 4)
-        yield img, truth, det.detect_array(img.gray, threshold=0.2)
+        yield img, truth, det.detect_array(img.gray, threshold=threshold)
 
 
 def score_rule(preds: list[np.ndarray], truths: list[np.ndarray], rule: str, rows: list[dict], **params) -> None:

@@ -99,23 +99,48 @@ def test_a_rejected_box_the_cell_needs_comes_back():
     """A real 21 turned down as "not a chromosome" just above the threshold fills the slot its cell
     leaves empty, so it comes back; a box far above the threshold, one the cell has no room for,
     and any box in a fragment of a cell stay turned down."""
-    from chromodesk.core.karyotype import rescue_rejected
+    from chromodesk.core.karyotype import logit, rescue_rejected
 
     labels = normal()
     probs = cell_probs(labels, confidence=0.95)
     i21 = labels.index("21")
     threshold = 0.981
+
+    def margin(reject_p):
+        return np.array([max(0.0, logit(p) - logit(threshold)) for p in reject_p])
+
     reject_p = np.full(len(labels), 0.01)
     rejected = np.zeros(len(labels), bool)
     reject_p[i21], rejected[i21] = 0.985, True
-    assert not rescue_rejected(probs, reject_p, rejected, threshold)[i21]
+    assert not rescue_rejected(probs, margin(reject_p), rejected)[i21]
     reject_p[i21] = 0.99999  # the network is sure: the empty slot does not outweigh it
-    assert rescue_rejected(probs, reject_p, rejected, threshold)[i21]
+    assert rescue_rejected(probs, margin(reject_p), rejected)[i21]
     # an extra box (47 boxes) whose slot is already filled twice stays out
     extra = np.vstack([probs, probs[i21]])
     reject_p2 = np.append(np.full(len(labels), 0.01), 0.985)
     rejected2 = np.append(np.zeros(len(labels), bool), True)
-    assert rescue_rejected(extra, reject_p2, rejected2, threshold)[-1]
+    assert rescue_rejected(extra, margin(reject_p2), rejected2)[-1]
     few = slice(i21 - 20, i21 + 2)  # 22 boxes, the 21 among them
     reject_p[i21] = 0.985
-    assert rescue_rejected(probs[few], reject_p[few], rejected[few], threshold)[20]
+    assert rescue_rejected(probs[few], margin(reject_p)[few], rejected[few])[20]
+
+
+def test_a_doubtful_detection_comes_in_only_where_the_cell_has_room():
+    """Boxes the detector scored under its threshold (a crossing partner it half saw) join the
+    cell when they fill its empty slot and the detector was not too sure against them; a doubtful
+    box whose label the cell already holds twice stays out, and so does a very low score."""
+    from chromodesk.core.karyotype import doubt_nats, rescue_rejected
+
+    labels = normal()
+    probs = cell_probs(labels, confidence=0.95)
+    i7 = labels.index("7")
+    cell = np.delete(probs, i7, axis=0)  # the detector kept 45: one 7 missing
+    candidates = np.vstack([probs[i7], probs[labels.index("12")]])  # the missed 7, and a third 12
+    allp = np.vstack([cell, candidates])
+    rejected = np.r_[np.zeros(len(cell), bool), True, True]
+    doubt = np.r_[np.zeros(len(cell)), doubt_nats(0.3, 0.4), doubt_nats(0.3, 0.4)]
+    out = rescue_rejected(allp, doubt, rejected)
+    assert not out[-2] and out[-1]  # the 7 comes in, the third 12 stays out
+    assert doubt_nats(0.5, 0.4) == 0.0 and doubt_nats(0.3, 0.4) > 0
+    doubt[-2] = doubt_nats(1e-4, 0.4)  # the detector all but said no: more than a loss is worth
+    assert rescue_rejected(allp, doubt, rejected)[-2]

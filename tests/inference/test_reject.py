@@ -175,3 +175,37 @@ def test_a_crafted_box_features_flag_is_refused_with_the_file_named(tmp_path):
     with pytest.raises(InputError, match="box_features") as info:
         load_bundle(path)
     assert path.name in str(info.value)
+
+
+def test_a_box_the_detector_doubted_counts_only_where_the_cell_has_room(tmp_path, monkeypatch):
+    """45 sure boxes (one 7 missing) and two the detector scored under its threshold: the one that
+    reads as the missing 7 joins the cell (46,XY), a third 12 stays "not a chromosome"."""
+    import cv2
+
+    from chromodesk.core.document import Box, Karyotype
+    from chromodesk.core.labels import CLASSES
+    from chromodesk.pipeline import AnalysisResult, classify_document
+
+    labels = [c for c in CLASSES[:22] for _ in range(2)] + ["X", "Y"]
+    labels.remove("7")
+    labels += ["7", "12"]  # the two doubted boxes, last
+    gray = np.full((700, 900), 230, np.uint8)
+    doc = Karyotype(str(tmp_path / "c.png"), "", 900, 700)
+    for i, _ in enumerate(labels):
+        x, y = 20 + 90 * (i % 10), 20 + 130 * (i // 10)
+        cv2.rectangle(gray, (x + 20, y + 10), (x + 40, y + 70), 60, -1)
+        doc.add(Box(x + 10, y, x + 50, y + 80), origin="detected", doubt=1.5 if i >= 45 else 0.0)
+    clf = Classifier(_bundle(tmp_path / "b", threshold=0.5, bias=-3.0), device="cpu")
+
+    def answers(crops):
+        probs = np.full((len(labels), 24), 0.002)
+        for i, lab in enumerate(labels):
+            probs[i, CLASSES.index(lab)] = 0.95
+        return probs / probs.sum(1, keepdims=True), np.full(len(labels), 0.05)
+
+    monkeypatch.setattr(clf, "predict_each_with_reject", answers)
+    cell = classify_document(doc, gray, clf)
+    out = AnalysisResult(doc, None, cell, "detected").to_json()
+    assert out["count"] == 46 and out["iscn"] == "46,XY"
+    assert [c["not_a_chromosome"] for c in out["chromosomes"]] == [False] * 46 + [True]
+    assert out["chromosomes"][45]["label"] == "7" and out["chromosomes"][45]["detector_doubt"] == 1.5

@@ -207,6 +207,42 @@ def test_the_detector_finds_boxes_in_image_pixels(trained, voc_folder):
     assert all(isinstance(b, Box) and not b.is_empty() for b, _ in boxes)
 
 
+def test_boxes_under_the_threshold_come_doubted_and_open_out_of_the_cell(trained, voc_folder, tmp_path):
+    """A bundle with a doubt floor also gives the boxes it scored between the floor and its
+    threshold, each with the nats it fell short (twice, at weight 2); they open as detected boxes
+    held out of the cell. A floor above the threshold is refused, naming the file."""
+    import shutil
+
+    from chromodesk.core.imaging import load_gray
+    from chromodesk.core.karyotype import doubt_nats
+    from chromodesk.inference.detector import Detector, load_detector
+    from chromodesk.pipeline import open_cell
+
+    run, *_ = trained
+    for name in ("detector.json", "detector.safetensors"):
+        shutil.copy(run / name, tmp_path / name)
+    image = voc_folder / "images" / "9000031.png"
+    gray = load_gray(image).gray
+    scores = sorted(s for _, s in Detector(tmp_path / "detector.json", device="cpu").detect(gray, threshold=0.01))
+    assert len(scores) >= 3
+    meta = json.loads((tmp_path / "detector.json").read_text())
+    meta.update(threshold=scores[-1], doubt_floor=scores[0], doubt_weight=2.0)  # the top box sure, the rest doubted
+    (tmp_path / "detector.json").write_text(json.dumps(meta))
+    det = Detector(tmp_path / "detector.json", device="cpu")
+    found = det.detect_doubted(gray)
+    assert len(found) == len(scores)
+    assert sorted(d for _, d in found)[0] == 0.0
+    assert max(d for _, d in found) == pytest.approx(2.0 * doubt_nats(scores[0], scores[-1]), rel=1e-4)
+    doc, _, source = open_cell(image, detector=det, ignore_annotations=True)
+    assert source == "detected" and sorted(r.doubt for r in doc) == sorted(d for _, d in found)
+    assert any("unsure of" in w for w in doc.warnings)
+    meta["doubt_floor"] = scores[-1] + 0.01
+    (tmp_path / "detector.json").write_text(json.dumps(meta))
+    with pytest.raises(InputError, match="doubt_floor") as err:
+        load_detector(tmp_path / "detector.json")
+    assert "detector.json" in str(err.value)
+
+
 def test_a_damaged_detector_bundle_is_refused_naming_the_file(trained, tmp_path):
     import shutil
 

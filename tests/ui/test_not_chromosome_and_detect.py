@@ -42,7 +42,8 @@ def test_detect_again_replaces_unconfirmed_boxes_in_one_undo_step(qtbot, window,
     ws.set_label(keep.id, keep.label)  # confirmed: detection must leave it alone
     old = {r.id: r.box for r in doc}
     new_boxes = [Box(10 + 60 * i, 10, 50 + 60 * i, 80) for i in range(5)] + [keep.box]
-    monkeypatch.setattr(pipeline, "find_boxes", lambda gray, *a, **k: (new_boxes, "6 boxes found by a test double"))
+    found = [(b, 2.5 if i == 4 else 0.0) for i, b in enumerate(new_boxes)]  # the detector doubted one
+    monkeypatch.setattr(pipeline, "find_boxes", lambda gray, *a, **k: (found, "6 boxes found by a test double"))
     with qtbot.waitSignal(ws.classified, timeout=30000):
         ws.detect_again()
     assert keep.id in doc.records and doc.get(keep.id).confirmed
@@ -50,10 +51,17 @@ def test_detect_again_replaces_unconfirmed_boxes_in_one_undo_step(qtbot, window,
     assert sorted(r.box.as_list() for r in doc if r.id != keep.id) == sorted(b.as_list() for b in new_boxes[:5])
     assert {r.origin for r in doc if r.id != keep.id} == {"detected"} and doc.get(keep.id).origin == "annotations"
     qtbot.waitUntil(lambda: all(r.probabilities is not None for r in doc), timeout=30000)
+    doubted = next(r for r in doc if r.box == new_boxes[4])
+    # a cell of six has no empty slot to speak of: the doubted box stays out, one key brings it back
+    assert doubted.doubt == 2.5 and doubted.rejected and doubted.label is None
+    assert all(not r.rejected for r in doc if r.id != doubted.id)
+    from chromodesk.ui.style import status_text
+
+    assert "detector was unsure" in status_text(doubted)  # a purple box says why it is purple
     window.undo_action.trigger()
     assert {r.id: r.box for r in doc} == old
     window.redo_action.trigger()
-    assert len(doc) == 6
+    assert len(doc) == 6 and doc.get(doubted.id).doubt == 2.5 and doc.get(doubted.id).rejected
 
 
 def test_draw_mode_ends_after_one_box_and_esc_leaves_it(qtbot, window, cell_files):
