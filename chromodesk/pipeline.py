@@ -108,7 +108,8 @@ def find_boxes(gray: np.ndarray, detector=None, device: str = "auto") -> tuple[l
         sure = sum(1 for _, d in found if d == 0)
         note = f"{sure} boxes found by the learned detector ({detector.model_id})"
         if len(found) > sure:
-            note += f"; {len(found) - sure} more it was unsure of count only where the cell has room for them"
+            note += (f", and {len(found) - sure} it was unsure of (each counts only where the cell has room for it; "
+                     "press N on one to bring it in)")
         return found, note
     from chromodesk.core.detect import detect_chromosomes
 
