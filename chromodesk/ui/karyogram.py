@@ -14,7 +14,7 @@ import html
 import numpy as np
 from PySide6.QtCore import QMimeData, QPoint, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QAction, QColor, QDrag, QFont, QGuiApplication, QImage, QPainter, QPen, QPixmap
-from PySide6.QtWidgets import QGridLayout, QLabel, QMenu, QSizePolicy, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QLabel, QMenu, QSizePolicy, QVBoxLayout, QWidget
 
 from . import style
 from .coalesce import NextTurn
@@ -226,14 +226,15 @@ class CountsPanel(QWidget):
         self.iscn_text = ""
         self.iscn.setWordWrap(True)  # a long formula (many flags) wraps at its commas instead of widening the dock
         self.summary = QLabel("")
+        self.summary.setWordWrap(True)
         self.flags = QLabel("")
         self.flags.setWordWrap(True)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 4, 6, 4)
-        top = QGridLayout()
-        top.addWidget(self.iscn, 0, 0)
-        top.addWidget(self.summary, 0, 1, Qt.AlignmentFlag.AlignRight)
-        layout.addLayout(top)
+        # the formula has the dock's whole width: beside the summary, a narrow dock (1024 px screen)
+        # broke "45,XY,-8" after every comma
+        layout.addWidget(self.iscn)
+        layout.addWidget(self.summary)
         layout.addWidget(self.flags)
         self.cell = None
         self.refresh_soon = NextTurn(self, self.refresh)

@@ -85,3 +85,18 @@ def test_every_table_header_is_whole_at_1024x768(qtbot, make_window, cell_files)
         text = table.model().headerData(column, Qt.Orientation.Horizontal)
         right = header.sectionViewportPosition(column) + metrics.horizontalAdvance(text) + 8
         assert right <= room and header.sectionSize(column) >= metrics.horizontalAdvance(text) + 8, (text, right, room)
+
+
+def test_the_karyotype_formula_reads_on_one_line_at_1024x768(qtbot, make_window, cell_files):
+    """Beside the review summary the formula used to break after every comma ("45," / "XY," / "-8")."""
+    window = make_window(FakeClassifier.from_voc(cell_files[1], IMAGE_SIZE, model_id=LONG_ID))
+    window.resize(1024, 768)
+    open_and_classify(qtbot, window, cell_files[0])
+    ws = window.workspace
+    ws.cell.doc.set_excluded(next(iter(ws.cell.doc)).id, True)  # 45 chromosomes: a formula with a flag
+    panel = window.counts
+    qtbot.waitUntil(lambda: panel.iscn_text.startswith("45,"), timeout=5000)
+    qtbot.wait(50)
+    assert panel.iscn.fontMetrics().horizontalAdvance(panel.iscn_text) < panel.iscn.width()
+    assert panel.iscn.height() < 2 * panel.iscn.fontMetrics().height()  # one line
+    assert "45 chromosomes" in panel.summary.text() and "not a chromosome" in panel.summary.text()
