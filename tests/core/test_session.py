@@ -15,7 +15,7 @@ from chromodesk.core.session import SCHEMA_VERSION, default_session_path, load_s
 SHA = "0123456789abcdef" * 4
 RECORD_FIELDS = [
     "id", "box", "file_label", "file_name", "predicted", "probabilities", "assigned", "final",
-    "confirmed_by", "confirmed_at", "model_id", "angle", "p_up", "turned",
+    "confirmed_by", "confirmed_at", "model_id", "angle", "p_up", "turned", "origin", "doubt",
 ]
 P_UP = tuple(0.03 + 0.04 * i + 1e-13 * i for i in range(len(CLASSES)))  # P(p-arm up) per class, awkward floats
 
@@ -24,7 +24,7 @@ def make_doc() -> Karyotype:
     doc = Karyotype("/slides/cell 7/103082.jpg", SHA, 1134, 759, annotation_path="/slides/ann/103082.xml",
                     warnings=["103082.xml: object 3 has unknown name 'blob'; kept, flagged for review"])
     doc.add(Box(43, 378, 176, 478), record_id="c01", file_label="1", file_name="A1")
-    doc.add(Box(10, 20, 40, 90), record_id="c02", file_name="blob")
+    doc.add(Box(10, 20, 40, 90), record_id="c02", file_name="blob", origin="detected", doubt=0.8109302162163288)
     doc.add(Box(300, 300, 330, 370), record_id="c03", file_label="X", file_name="X")
     probs = [(i + 1) / 300.0 + 1e-13 * i for i in range(len(CLASSES))]  # awkward floats on purpose
     probs[CLASSES.index("7")] = 1.0 - sum(probs) + probs[CLASSES.index("7")]
@@ -104,6 +104,9 @@ def edited(data: bytes, change) -> bytes:
     (lambda data: edited(data, lambda d: d["records"][2].update(turned=1)), "c03.turned"),
     (lambda data: edited(data, lambda d: d["records"][0].update(probabilities=[10**400] + [0] * 23)),
      "c01.probabilities"),
+    (lambda data: edited(data, lambda d: d["records"][1].update(doubt=-1)), "c02.doubt"),
+    (lambda data: edited(data, lambda d: d["records"][1].update(doubt="high")), "c02.doubt"),
+    (lambda data: edited(data, lambda d: d["records"][1].update(doubt=True)), "c02.doubt"),
 ])
 def test_damaged_session_raises_input_error_naming_the_file(tmp_path, damage, message):
     path = save_session(make_doc(), tmp_path / "cell.chromodesk.json")
