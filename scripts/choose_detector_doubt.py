@@ -79,51 +79,65 @@ RULE = "most issue targets met on validation, then highest end-to-end accuracy, 
 
 
 def sweep(args) -> list[dict]:
-    torch.set_num_threads(1)
-    det = Detector(str(args.detector), device="cpu")
-    clf = Classifier(device="cpu")
+    det, clf, images = collect(args.detector, args.limit, min(FLOORS))
     t = det.meta.threshold
+    rows = []
+    for floor in FLOORS:
+        for scale in SCALES if floor < t else (1.0,):
+            rows.append(score_rule(clf, images, t, floor, scale))
+            print(json.dumps(rows[-1]), flush=True)
+    if args.json:
+        atomic_write_text(args.json, json.dumps({"split": "val", "images": len(images), "threshold": t,
+                                                 "classifier": clf.model_id, "rows": rows}, indent=1))
+    return rows
+
+
+def collect(detector: Path, limit: int, floor: float):
+    """(detector, classifier, per validation image: detections scored >= floor by falling score,
+    their crop-network and reject probabilities and features, truth boxes and labels)."""
+    torch.set_num_threads(1)
+    det = Detector(str(detector), device="cpu")
+    clf = Classifier(device="cpu")
     images = []  # per image: what every rule needs, computed once at the lowest floor
-    for img, truth, found in validation_images(det, args.limit, threshold=min(FLOORS)):
+    for img, truth, found in validation_images(det, limit, threshold=floor):
         found = found[np.argsort(-found[:, 4])]
         boxes = int_boxes(found, img.width, img.height)
         ok = [i for i, b in enumerate(boxes) if not b.is_empty()]
         found, boxes = found[ok], [boxes[i] for i in ok]
-        cell = found[:, 4] >= t
+        cell = found[:, 4] >= det.meta.threshold
         crops = preprocess_cell(img.gray, boxes, clf.preprocess, segment=segment_of(clf), cell=cell)
         probs, reject_p = clf.predict_each_with_reject(crops)
         ann = read_voc(find_annotation(img.path), (img.width, img.height))
         labels = [o.label for o in ann.objects if not o.box.is_empty()]
         images.append((found, probs, reject_p, crops.features, truth, labels))
         print(f"{len(images)} images", end="\r", flush=True)
-    rows = []
-    for floor in FLOORS:
-        for scale in SCALES if floor < t else (1.0,):
-            correct = total = 0
-            shown = []
-            for found, probs, reject_p, feats, truth, labels in images:
-                use = found[:, 4] >= floor
-                f, p, r, x = found[use], probs[use], reject_p[use], feats[use]
-                doubt = np.array([scale * doubt_nats(s, t) for s in f[:, 4]])
-                final, rejected = clf.finish_cell(p, r, x, doubt=doubt)
-                keep = np.flatnonzero(~rejected)
-                assigned = analyse_cell(final[keep]).assigned if len(keep) else []
-                lab = {int(i): a for i, a in zip(keep, assigned)}
-                pairs = match_one_to_one(f[keep], truth) if len(keep) else []
-                correct += sum(1 for pi, ti in pairs if labels[ti] is not None and lab[int(keep[pi])] == labels[ti])
-                total += sum(1 for lab_ in labels if lab_ is not None)
-                shown.append(np.c_[f[keep, :4], np.ones(len(keep))])
-            at = at_threshold(shown, [im[4] for im in images], 0.5)
-            row = {"floor": floor, "scale": scale, "end_to_end_accuracy": correct / max(total, 1),
-                   "recall_after_reject": at["recall"], "precision_after_reject": at["precision"],
-                   "median_count_error_after_reject": at["median_count_error"],
-                   "mean_count_error_after_reject": at["mean_count_error"]}
-            rows.append(row)
-            print(json.dumps(row), flush=True)
-    if args.json:
-        atomic_write_text(args.json, json.dumps({"split": "val", "images": len(images), "threshold": t,
-                                                 "classifier": clf.model_id, "rows": rows}, indent=1))
-    return rows
+    return det, clf, images
+
+
+def score_rule(clf, images: list, t: float, floor: float, scale: float, after=None) -> dict:
+    """End to end and detection figures of the boxes shown as chromosomes for one (floor, scale);
+    ``after(final, rejected, scores)``, when given, may change ``rejected`` once the cell is done."""
+    correct = total = 0
+    shown = []
+    for found, probs, reject_p, feats, truth, labels in images:
+        use = found[:, 4] >= floor
+        f, p, r, x = found[use], probs[use], reject_p[use], feats[use]
+        doubt = np.array([scale * doubt_nats(s, t) for s in f[:, 4]])
+        final, rejected = clf.finish_cell(p, r, x, doubt=doubt)
+        if after is not None:
+            rejected = after(final, rejected, f[:, 4])
+        keep = np.flatnonzero(~rejected)
+        assigned = analyse_cell(final[keep]).assigned if len(keep) else []
+        lab = {int(i): a for i, a in zip(keep, assigned)}
+        pairs = match_one_to_one(f[keep], truth) if len(keep) else []
+        correct += sum(1 for pi, ti in pairs if labels[ti] is not None and lab[int(keep[pi])] == labels[ti])
+        total += sum(1 for lab_ in labels if lab_ is not None)
+        shown.append(np.c_[f[keep, :4], np.ones(len(keep))])
+    at = at_threshold(shown, [im[4] for im in images], 0.5)
+    return {"floor": floor, "scale": scale, "end_to_end_accuracy": correct / max(total, 1),
+            "recall_after_reject": at["recall"], "precision_after_reject": at["precision"],
+            "median_count_error_after_reject": at["median_count_error"],
+            "mean_count_error_after_reject": at["mean_count_error"]}
 
 
 if __name__ == "__main__":
