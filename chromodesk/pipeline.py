@@ -109,7 +109,7 @@ def find_boxes(gray: np.ndarray, detector=None, device: str = "auto") -> tuple[l
         note = f"{sure} boxes found by the learned detector ({detector.model_id})"
         if len(found) > sure:
             note += (f", and {len(found) - sure} it was unsure of (each counts only where the cell has room for it; "
-                     "press N on one to bring it in)")
+                     "in the app, N brings one in)")
         return found, note
     from chromodesk.core.detect import detect_chromosomes
 
@@ -153,7 +153,7 @@ def classify_document(doc: Karyotype, gray: np.ndarray, classifier: "Classifier"
     """Predict every record, then assign labels at the cell level (confirmed labels are fixed)."""
     records = list(doc)
     boxes = [r.box for r in records]
-    doubt = np.array([doubt_of(r) for r in records])
+    doubt = np.array([record_doubt(r) for r in records])
     hand = hand_masks([r.outline if r.outline_by_hand else None for r in records], boxes, classifier.preprocess, gray.shape)
     crops = preprocess_cell(gray, boxes, classifier.preprocess, segment=segment_of(classifier), hand=hand,
                             cell=doubt == 0)
@@ -175,7 +175,7 @@ def classify_document(doc: Karyotype, gray: np.ndarray, classifier: "Classifier"
     return reassign(doc)
 
 
-def doubt_of(record) -> float:
+def record_doubt(record) -> float:
     """The detector's doubt about a box, unless the technician has said it holds a chromosome."""
     return 0.0 if record.excluded is False or record.confirmed else float(record.doubt)
 

@@ -259,7 +259,7 @@ class ClassifyItem:
     box: Box
     box_revision: int
     outline: tuple | None = None  # the technician's outline (knife split, join): the crop is cut by it
-    doubt: float = 0.0  # the detector's doubt about the box (``pipeline.doubt_of``)
+    doubt: float = 0.0  # the detector's doubt about the box (``pipeline.record_doubt``)
 
 
 @dataclass

@@ -28,7 +28,7 @@ from chromodesk.core.imaging import SUPPORTED_SUFFIXES
 from chromodesk.core.karyotype import cell_flags, iscn_string
 from chromodesk.core.lock import CellLock, LockOwner, new_token, owner_alive, read_owner
 from chromodesk.core.preprocess import PreprocessConfig
-from chromodesk.pipeline import doubt_of, reassign
+from chromodesk.pipeline import reassign, record_doubt
 
 from . import commands, jobs
 from .outline_edits import OutlineEdits
@@ -409,7 +409,7 @@ class Workspace(QObject):
         if not targets:
             return False
         items = tuple(jobs.ClassifyItem(r.id, r.box, r.box_revision, r.outline if r.outline_by_hand else None,
-                                        doubt_of(r)) for r in doc)
+                                        record_doubt(r)) for r in doc)
         job = jobs.Job("classify", jobs.classify_job, cell.gray, items, targets, self.classifier)
         job.failed_flag = False
         job.classifier = self.classifier
