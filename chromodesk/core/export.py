@@ -45,7 +45,7 @@ from .voc import voc_bytes
 CSV_COLUMNS: tuple[str, ...] = (
     "id", "xmin", "ymin", "xmax", "ymax", "predicted", "confidence", "second", "second_p", "third", "third_p",
     "assigned", "final_label", "confirmed_by", "confirmed_at", "model_id", "file_label",
-    "not_a_chromosome", "reject_p",
+    "not_a_chromosome", "reject_p", "detector_doubt",
 )
 NOT_CHROMOSOME_TEXT = "not a chromosome"
 EXPORT_FORMATS: tuple[str, ...] = ("csv", "karyogram", "annotated", "voc", "outlines")
@@ -90,6 +90,8 @@ def csv_row(record: ChromosomeRecord) -> dict[str, str]:
         "assigned": record.assigned, "final_label": record.label, "confirmed_by": record.confirmed_by,
         "confirmed_at": record.confirmed_at, "model_id": record.model_id, "file_label": record.file_label,
         "not_a_chromosome": "yes" if record.rejected else "no", "reject_p": _fmt_p(record.reject_probability),
+        # nats by which the detector's score fell short of its threshold (0: not doubted)
+        "detector_doubt": f"{record.doubt:.3f}",
     }
     return {k: "" if v is None else str(v) for k, v in values.items()}
 

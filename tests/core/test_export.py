@@ -114,6 +114,10 @@ def test_csv_has_one_row_per_chromosome_with_top3(cell):
     assert file21["predicted"] == file21["confidence"] == file21["second"] == ""
     assert (file21["final_label"], file21["file_label"]) == ("21", "21")
     assert rows[4]["final_label"] == ""
+    assert {r["detector_doubt"] for r in rows} == {"0.000"}  # given boxes: nothing doubted
+    doc.add(Box(5, 5, 20, 30), record_id="faint", origin="detected", doubt=1.25)
+    faint = list(csv.DictReader(io.StringIO(csv_text(doc))))[-1]
+    assert (faint["id"], faint["detector_doubt"]) == ("faint", "1.250")
 
 
 def test_failed_write_keeps_previous_file(cell, tmp_path, monkeypatch):
