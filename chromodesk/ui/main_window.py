@@ -439,9 +439,11 @@ class MainWindow(QMainWindow):
         cell = self.workspace.cell
         if cell is None:
             return
-        done = sum(1 for r in cell.doc if r.confirmed)
+        # out of the chromosomes: a purple box is no chromosome to confirm, so Accept all reaches n/n
+        chromosomes = cell.doc.chromosomes()
+        done = sum(1 for r in chromosomes if r.confirmed)
         self.review_label.setText(("NOT ANALYSABLE · " if cell.doc.not_analysable else "")
-                                  + f"Reviewed {done}/{len(cell.doc)}")
+                                  + f"Reviewed {done}/{len(chromosomes)}")
         self.not_analysable_action.blockSignals(True)
         self.not_analysable_action.setChecked(cell.doc.not_analysable)
         self.not_analysable_action.blockSignals(False)

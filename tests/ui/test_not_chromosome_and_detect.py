@@ -32,6 +32,19 @@ def test_n_marks_the_selected_box_not_a_chromosome_and_undo_brings_it_back(qtbot
     assert not doc.get(record.id).rejected and doc.get(record.id).label == label
 
 
+def test_accept_all_reviews_every_chromosome_and_the_counter_says_so(qtbot, window, cell_files):
+    """A box marked "not a chromosome" is none to confirm: after Accept all the status bar reads
+    n/n over the chromosomes, not n/(n + 1) over the boxes."""
+    open_and_classify(qtbot, window, cell_files[0])
+    ws = window.workspace
+    doc = ws.cell.doc
+    ws.cell.select(next(iter(doc)).id)
+    ws.toggle_not_chromosome()
+    assert sum(r.rejected for r in doc) == 1
+    ws.accept_all()
+    qtbot.waitUntil(lambda: window.review_label.text() == f"Reviewed {len(doc) - 1}/{len(doc) - 1}", timeout=5000)
+
+
 def test_detect_again_replaces_unconfirmed_boxes_in_one_undo_step(qtbot, window, cell_files, monkeypatch):
     import chromodesk.pipeline as pipeline
 
