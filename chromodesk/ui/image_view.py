@@ -183,6 +183,7 @@ class ChromosomeROI(pg.ROI):
         self.outline = QGraphicsPathItem(self)
         self._outline_key = None
         self.selected = False
+        self.doubtful = False  # held out because the detector was unsure of it: drawn dotted
         self._shown = None
         self.update_from(record)
 
@@ -201,9 +202,10 @@ class ChromosomeROI(pg.ROI):
         colour = style.colour(record)
         self._update_outline(record, colour)
         text = style.short_label(record)
-        if (text, colour.rgb()) != self._shown:
-            self._shown = (text, colour.rgb())
-            self.state_colour = colour
+        doubtful = record.rejected and record.excluded is None and record.doubt > 0
+        if (text, colour.rgb(), doubtful) != self._shown:
+            self._shown = (text, colour.rgb(), doubtful)
+            self.state_colour, self.doubtful = colour, doubtful
             self._apply_pen()
             fill = QColor(colour)
             fill.setAlpha(215)
@@ -277,8 +279,9 @@ class ChromosomeROI(pg.ROI):
             self.setPen(pg.mkPen(style.SELECTED, width=3))
             self.hoverPen = pg.mkPen(style.SELECTED, width=4)
         else:
-            self.setPen(pg.mkPen(self.state_colour, width=2))
-            self.hoverPen = pg.mkPen(self.state_colour, width=4)
+            line = Qt.PenStyle.DotLine if self.doubtful else Qt.PenStyle.SolidLine
+            self.setPen(pg.mkPen(self.state_colour, width=2, style=line))
+            self.hoverPen = pg.mkPen(self.state_colour, width=4, style=line)
         self.currentPen = self.hoverPen if self.mouseHovering else self.pen
         self.update()
 

@@ -71,6 +71,11 @@ def test_detect_again_replaces_unconfirmed_boxes_in_one_undo_step(qtbot, window,
     from chromodesk.ui.style import status_text
 
     assert "detector was unsure" in status_text(doubted)  # a purple box says why it is purple
+    from PySide6.QtCore import Qt
+
+    qtbot.waitUntil(lambda: window.image_view.rois[doubted.id].doubtful, timeout=5000)
+    assert window.image_view.rois[doubted.id].pen.style() == Qt.PenStyle.DotLine  # drawn dotted, not solid
+    assert all(window.image_view.rois[r.id].pen.style() == Qt.PenStyle.SolidLine for r in doc if r.id != doubted.id)
     window.undo_action.trigger()
     assert {r.id: r.box for r in doc} == old
     window.redo_action.trigger()
