@@ -117,7 +117,7 @@ def collect(detector: Path, limit: int, floor: float):
 def score_rule(clf, images: list, t: float, floor: float, scale: float, after=None) -> dict:
     """End to end and detection figures of the boxes shown as chromosomes for one (floor, scale);
     ``after(final, rejected, scores)``, when given, may change ``rejected`` once the cell is done."""
-    correct = total = 0
+    correct = total = doubted = taken = taken_true = 0
     shown = []
     for found, probs, reject_p, feats, truth, labels in images:
         use = found[:, 4] >= floor
@@ -133,11 +133,18 @@ def score_rule(clf, images: list, t: float, floor: float, scale: float, after=No
         correct += sum(1 for pi, ti in pairs if labels[ti] is not None and lab[int(keep[pi])] == labels[ti])
         total += sum(1 for lab_ in labels if lab_ is not None)
         shown.append(np.c_[f[keep, :4], np.ones(len(keep))])
+        # what the technician sees of the doubted boxes: how many, how many came in, how many of those are real
+        doubted += int((doubt > 0).sum())
+        came_in = {int(i) for i in keep if doubt[i] > 0}
+        taken += len(came_in)
+        taken_true += sum(1 for pi, _ in pairs if int(keep[pi]) in came_in)
     at = at_threshold(shown, [im[4] for im in images], 0.5)
     return {"floor": floor, "scale": scale, "end_to_end_accuracy": correct / max(total, 1),
             "recall_after_reject": at["recall"], "precision_after_reject": at["precision"],
             "median_count_error_after_reject": at["median_count_error"],
-            "mean_count_error_after_reject": at["mean_count_error"]}
+            "mean_count_error_after_reject": at["mean_count_error"],
+            "doubted_per_image": doubted / max(len(images), 1), "taken_in_per_image": taken / max(len(images), 1),
+            "taken_in_matching_a_chromosome": taken_true / max(taken, 1)}
 
 
 if __name__ == "__main__":
