@@ -30,12 +30,11 @@ import numpy as np
 import torch
 
 from chromodesk.core.atomic import atomic_write_text
-from chromodesk.core.document import Box
 from chromodesk.core.karyotype import analyse_cell, doubt_nats
 from chromodesk.core.preprocess import preprocess_cell
 from chromodesk.core.voc import find_annotation, read_voc
 from chromodesk.inference.classifier import Classifier
-from chromodesk.inference.detector import Detector
+from chromodesk.inference.detector import Detector, whole_pixel_boxes
 from chromodesk.pipeline import segment_of
 from choose_detector_threshold import targets_met  # beside this script
 from training.detect_metrics import at_threshold, match_one_to_one
@@ -46,12 +45,6 @@ from low_score_overlap import validation_images  # noqa: E402
 
 FLOORS = (0.40, 0.30, 0.25, 0.20, 0.15)
 SCALES = (1.0, 0.5, 2.0)
-
-
-def int_boxes(found: np.ndarray, w: int, h: int) -> list[Box]:
-    """As ``detect_eval._end_to_end`` turns detections into the document's boxes."""
-    return [Box(int(np.floor(x0)), int(np.floor(y0)), int(np.ceil(x1)), int(np.ceil(y1))).clipped(w, h)
-            for x0, y0, x1, y1 in found[:, :4]]
 
 
 def main() -> int:
@@ -101,7 +94,7 @@ def collect(detector: Path, limit: int, floor: float):
     images = []  # per image: what every rule needs, computed once at the lowest floor
     for img, truth, found in validation_images(det, limit, threshold=floor):
         found = found[np.argsort(-found[:, 4])]
-        boxes = int_boxes(found, img.width, img.height)
+        boxes = whole_pixel_boxes(found, img.gray.shape)  # as the app stores them
         ok = [i for i, b in enumerate(boxes) if not b.is_empty()]
         found, boxes = found[ok], [boxes[i] for i in ok]
         cell = found[:, 4] >= det.meta.threshold

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from chromodesk.core.document import Box, Karyotype
+from chromodesk.core.document import Karyotype
 from chromodesk.core.imaging import load_gray
 from chromodesk.core.voc import find_annotation, read_voc
 
@@ -51,14 +51,14 @@ def _end_to_end(gray: np.ndarray, path: Path, found: np.ndarray, truth: np.ndarr
     """(correct, labelled truths, the boxes the classifier kept as chromosomes) for one image: the
     found boxes (with the detector's ``doubt`` about each, as ``pipeline.find_boxes`` gives it)
     classified and assigned as in the app."""
+    from chromodesk.inference.detector import whole_pixel_boxes
     from chromodesk.pipeline import classify_document
 
     h, w = gray.shape
     doc = Karyotype(str(path), "", w, h)
     ids = []
     doubt = np.zeros(len(found)) if doubt is None else doubt
-    for (x0, y0, x1, y1), d in zip(found[:, :4], doubt):
-        box = Box(int(np.floor(x0)), int(np.floor(y0)), int(np.ceil(x1)), int(np.ceil(y1))).clipped(w, h)
+    for box, d in zip(whole_pixel_boxes(found, gray.shape), doubt):
         ids.append(doc.add(box, doubt=float(d)).id if not box.is_empty() else None)
     kept = [i for i, rid in enumerate(ids) if rid is not None]
     if kept:

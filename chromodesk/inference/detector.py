@@ -186,13 +186,16 @@ def doubt_of(score: float, meta: DetectorMeta) -> float:
 def image_boxes(found: np.ndarray, shape: tuple[int, int]) -> list[tuple[Box, float]]:
     """Detections (x0, y0, x1, y1, score; float pixels) as whole-pixel boxes inside the image, with
     their scores; empty boxes dropped."""
-    out = []
+    boxes = whole_pixel_boxes(found, shape)
+    return [(box, float(s)) for box, s in zip(boxes, found[:, 4]) if not box.is_empty()]
+
+
+def whole_pixel_boxes(found: np.ndarray, shape: tuple[int, int]) -> list[Box]:
+    """Each detection's float box grown to whole pixels and clipped to the image (may be empty),
+    one per row, as the document stores boxes."""
     h, w = shape
-    for x0, y0, x1, y1, s in found:
-        box = Box(int(np.floor(x0)), int(np.floor(y0)), int(np.ceil(x1)), int(np.ceil(y1))).clipped(w, h)
-        if not box.is_empty():
-            out.append((box, float(s)))
-    return out
+    return [Box(int(np.floor(x0)), int(np.floor(y0)), int(np.ceil(x1)), int(np.ceil(y1))).clipped(w, h)
+            for x0, y0, x1, y1 in np.asarray(found)[:, :4]]
 
 
 def default_detector_available() -> bool:

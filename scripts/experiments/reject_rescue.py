@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from chromodesk.core.karyotype import assign
+from chromodesk.core.karyotype import assign, logit, rescue_rejected
 from chromodesk.inference.bundle import DEFAULT_MODEL
 from chromodesk.inference.classifier import Classifier
 from chromodesk.pipeline import classify_document, open_cell
@@ -26,24 +26,6 @@ from training.data import _voc_images, case_of_image
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT.parent / "shared" / "datasets" / "tseng2023-gband-metaphases"
-
-
-def logit(p: float) -> float:
-    p = min(max(p, 1e-7), 1 - 1e-7)
-    return float(np.log(p / (1 - p)))
-
-
-def rescued(probs: np.ndarray, reject_p: np.ndarray, rejected: np.ndarray, threshold: float, scale: float) -> np.ndarray:
-    keep = list(np.flatnonzero(~rejected))
-    cost = assign(probs[keep])[2] if keep else 0.0
-    out = rejected.copy()
-    for i in sorted(np.flatnonzero(rejected), key=lambda i: reject_p[i]):
-        trial = assign(probs[keep + [i]])[2]
-        if cost - trial > scale * (logit(reject_p[i]) - logit(threshold)):
-            keep.append(i)
-            cost = trial
-            out[i] = False
-    return out
 
 
 def main() -> int:
@@ -70,7 +52,8 @@ def main() -> int:
         rejected = np.array([r.auto_rejected for r in records])
         truth = [r.file_label for r in records]
         for s in scales:
-            rej = rejected if s is None else rescued(probs, reject_p, rejected, t, s)
+            margin = np.array([s * (logit(p) - logit(t)) for p in reject_p]) if s is not None else None
+            rej = rejected if s is None else rescue_rejected(probs, margin, rejected)
             keep = np.flatnonzero(~rej)
             labels = [None] * len(records)
             for i, lab in zip(keep, assign(probs[keep])[0] if len(keep) else []):
