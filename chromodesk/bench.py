@@ -96,9 +96,11 @@ def run_bench(image: Path, annotations: Path | None, model: str | None, device: 
         x = (torch.from_numpy(images64[:bs]).unsqueeze(1).float() / 127.5 - 1).to(classifier.device)
         f = torch.from_numpy(feats64[:bs]).to(classifier.device)
 
-        def bare():
+        def bare():  # the crop network(s) alone: a bundle with a companion runs both
             with torch.inference_mode():
                 model_net(x, f)
+                if classifier.companion is not None:
+                    classifier.companion(x, f)
                 if classifier.device.type == "cuda":
                     torch.cuda.synchronize()
 
@@ -106,7 +108,10 @@ def run_bench(image: Path, annotations: Path | None, model: str | None, device: 
         out[f"bare_forward_crops_per_s_b{bs}"] = bs / _median_time(bare, reps)
         saved = classifier.batch_size, classifier.flip_tta
         classifier.batch_size, classifier.flip_tta = bs, False
-        out[f"classify_crops_per_s_b{bs}"] = bs / _median_time(lambda: classifier.predict_arrays(images64[:bs], feats64[:bs]), reps)
+        pair = None if crops.companion_images is None else (
+            np.concatenate([crops.companion_images] * tiles)[:bs], np.concatenate([crops.companion_features] * tiles)[:bs])
+        out[f"classify_crops_per_s_b{bs}"] = bs / _median_time(
+            lambda: classifier.predict_arrays(images64[:bs], feats64[:bs], companion=pair), reps)
         classifier.batch_size, classifier.flip_tta = saved
     out["classify_crops_per_s"] = out["classify_crops_per_s_b64"]
     out["classify_overhead_ratio_b64"] = out["bare_forward_crops_per_s_b64"] / out["classify_crops_per_s_b64"]

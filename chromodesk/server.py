@@ -255,8 +255,7 @@ class Service:
         crops = preprocess_crops([gray], clf.preprocess)  # the whole picture is the chromosome's box
         reject, rejected = None, None
         if getattr(clf, "has_reject", False):
-            probs, reject_p = clf.predict_arrays(crops.images, crops.features, with_reject=True,
-                                                 reject_features=crops.reject_features)
+            probs, reject_p = clf.predict_each_with_reject(crops)
             reject = float(reject_p[0])
             rejected = reject >= clf.reject_threshold
         elif hasattr(clf, "predict_each"):

@@ -166,7 +166,7 @@ def cmd_context(args) -> int:
     cfg = ContextTrainConfig(epochs=args.epochs, aug_passes=args.aug_passes, seed=args.seed,
                              model=ContextConfig(dim=args.dim, layers=args.layers, members=args.members,
                                                  assignment=assignment, assignment_members=args.assignment_members))
-    result = fit_context_bundle(args.model, args.data, args.out, cfg, quiet=args.quiet)
+    result = fit_context_bundle(args.model, args.data, args.out, cfg, quiet=args.quiet, companion=args.companion)
     print(json.dumps({k: result[k] for k in ("bundle", "val_accuracy_crop_network", "val_accuracy_with_context",
                                              "seconds")}))
     return 0
@@ -318,6 +318,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="how many of the members read the cell's joint assignment (the others do not)")
     x.add_argument("--no-assignment", action="store_true", help="no member reads the cell's joint assignment")
     x.add_argument("--seed", type=int, default=0)
+    x.add_argument("--companion", default=None,
+                   help="a second crop network bundle (trained on crops without the outline cut) whose probabilities "
+                        "are averaged with the model's; written beside --out as NAME-companion")
     x.add_argument("--quiet", action="store_true")
     x.set_defaults(func=cmd_context)
     d = sub.add_parser("detect", help="train the learned chromosome detector (centre heatmap) on VOC metaphases")

@@ -172,10 +172,51 @@ def fit_context(train_views: list[np.ndarray], features: np.ndarray, labels: np.
     return context, history
 
 
+def attach_companion(classifier, companion: str, out: str, weight: float = 0.5) -> None:
+    """Make ``companion``'s crop network (context and reject stages dropped) the classifier's
+    companion, written beside ``out`` as ``<out>-companion``: from now on the two networks'
+    probabilities are averaged (``weight`` is the companion's share). It must read the
+    classifier's crops without the outline cut (``companion_config``)."""
+    from chromodesk.core.errors import InputError
+    from chromodesk.core.preprocess import companion_config
+    from chromodesk.inference.bundle import bundle_paths, load_bundle, save_bundle
+
+    net, meta = load_bundle(companion)
+    if meta.preprocess != companion_config(classifier.preprocess) or meta.feature_names != classifier.meta.feature_names:
+        raise InputError(bundle_paths(companion)[0], "a companion must read the model's crops without the outline cut")
+    net.context = net.reject = None
+    meta.context = meta.reject = None
+    target = bundle_paths(out)[0]
+    target = target.with_name(target.stem + "-companion.json")
+    meta.training = {**meta.training, "companion_of": target.name.replace("-companion", "")}
+    save_bundle(net, meta, target)
+    classifier.meta.companion = {"bundle": target.name, "weights_sha256": meta.weights_sha256, "weight": weight}
+    classifier.meta.preprocess = replace(classifier.preprocess, companion_crops=True)
+    classifier.companion = net.to(classifier.device).eval()
+
+
+def companion_beside(classifier, out: str) -> None:
+    """A refitted bundle written elsewhere takes its companion's files along."""
+    import shutil
+
+    from chromodesk.inference.bundle import bundle_paths
+
+    if not classifier.meta.companion:
+        return
+    src = bundle_paths(classifier.path)[0].parent / classifier.meta.companion["bundle"]
+    dst = bundle_paths(out)[0].parent / src.name
+    if src.resolve() != dst.resolve():
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        for a, b in zip(bundle_paths(src), bundle_paths(dst)):
+            shutil.copyfile(a, b)
+
+
 def fit_context_bundle(model: str | None, data_paths: list[str], out: str, cfg: ContextTrainConfig = ContextTrainConfig(),
-                       quiet: bool = False) -> dict:
+                       quiet: bool = False, companion: str | None = None) -> dict:
     """Fit the context stage for a bundle on its own split's training cells; write ``out`` (a new
-    bundle: the same crop network plus the stage) and its split beside it. Test cells are never read."""
+    bundle: the same crop network plus the stage) and its split beside it. Test cells are never read.
+    ``companion``: a second crop network bundle to average with the bundle's own (``attach_companion``);
+    the stage is then fitted on the average."""
     import shutil
 
     from chromodesk.core.errors import InputError
@@ -187,6 +228,10 @@ def fit_context_bundle(model: str | None, data_paths: list[str], out: str, cfg: 
     log = (lambda m: None) if quiet else (lambda m: print(m, flush=True))
     t0 = time.time()
     classifier, split_path, split = classifier_with_split(model, "the context stage is fitted on its training cells")
+    if companion:
+        attach_companion(classifier, companion, out)
+    else:
+        companion_beside(classifier, out)
     data, _ = load_data(data_paths, classifier.preprocess, quiet)
     train, val = split_index(data, split, "train"), split_index(data, split, "val")
     if not train.any() or not val.any():
@@ -197,7 +242,9 @@ def fit_context_bundle(model: str | None, data_paths: list[str], out: str, cfg: 
     used = np.flatnonzero(val)  # training chromosomes are only ever seen augmented (below)
     log(f"crop network on {len(used)} validation chromosomes")
     clean = np.zeros((len(data), len(classifier.meta.classes)), np.float32)
-    clean[used] = classifier.predict_arrays(data.images[used], data.features[used])
+    pair = data.companion
+    clean[used] = classifier.predict_arrays(data.images[used], data.features[used],
+                                            companion=None if pair is None else (pair[0][used], pair[1][used]))
     rows = np.flatnonzero(train)
     views = []
     for k in range(max(1, cfg.aug_passes)):
@@ -205,6 +252,10 @@ def fit_context_bundle(model: str | None, data_paths: list[str], out: str, cfg: 
         view = clean.copy()
         view[rows] = augmented_probabilities(classifier.model, data.images[rows], data.features[rows], AugmentConfig(),
                                              seed=cfg.seed * 100 + k)
+        if pair is not None:  # the stage reads what the app gives it: both networks averaged
+            w = classifier.meta.companion["weight"]
+            view[rows] = (1 - w) * view[rows] + w * augmented_probabilities(
+                classifier.companion, pair[0][rows], pair[1][rows], AugmentConfig(), seed=cfg.seed * 100 + k + 50)
         views.append(view)
     context = CellContext(clean.shape[1], data.features.shape[1], cfg.model)
     history = []

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from chromodesk.core.errors import InputError
 from chromodesk.core.imaging import SUPPORTED_SUFFIXES, load_gray
 from chromodesk.core.labels import CLASS_INDEX, normalize_label
-from chromodesk.core.preprocess import PreprocessConfig, preprocess_cell, preprocess_crops, straighten_crop
+from chromodesk.core.preprocess import PreprocessConfig, companion_config, preprocess_cell, preprocess_crops, straighten_crop
 from chromodesk.core.voc import find_annotation, read_voc
 
 CACHE_DIR = Path(os.environ.get("CHROMODESK_CACHE", Path.home() / ".cache" / "chromodesk"))
@@ -40,17 +40,31 @@ class CropSet:
     cells: np.ndarray  # str N
     cases: np.ndarray  # str N
     source: np.ndarray  # str N (source name, for per-source reports)
+    # a classifier companion's crops of the same chromosomes (``PreprocessConfig.companion_crops``)
+    companion_images: np.ndarray | None = None
+    companion_features: np.ndarray | None = None
+
+    FIELDS = ("images", "features", "labels", "cells", "cases", "source")
 
     def __len__(self) -> int:
         return len(self.labels)
 
+    @property
+    def companion(self) -> tuple[np.ndarray, np.ndarray] | None:
+        return None if self.companion_images is None else (self.companion_images, self.companion_features)
+
     def subset(self, index) -> "CropSet":
-        return CropSet(*(getattr(self, f)[index] for f in ("images", "features", "labels", "cells", "cases", "source")))
+        other = {} if self.companion_images is None else {
+            "companion_images": self.companion_images[index], "companion_features": self.companion_features[index]}
+        return CropSet(*(getattr(self, f)[index] for f in self.FIELDS), **other)
 
     @staticmethod
     def concat(parts: list["CropSet"]) -> "CropSet":
-        return CropSet(*(np.concatenate([getattr(p, f) for p in parts]) for f in
-                         ("images", "features", "labels", "cells", "cases", "source")))
+        joined = CropSet(*(np.concatenate([getattr(p, f) for p in parts]) for f in CropSet.FIELDS))
+        if parts and all(p.companion_images is not None for p in parts):
+            joined.companion_images = np.concatenate([p.companion_images for p in parts])
+            joined.companion_features = np.concatenate([p.companion_features for p in parts])
+        return joined
 
 
 def source_kind(path: Path) -> str:
@@ -214,7 +228,15 @@ def _parse_sources(values: list[str]) -> list[tuple[Path, float]]:
 
 
 def load_data(values: list[str], pre: PreprocessConfig, quiet: bool = False) -> tuple[CropSet, dict[str, float]]:
-    """Several ``PATH[:WEIGHT]`` sources as one CropSet, plus the per-source sampling weights."""
+    """Several ``PATH[:WEIGHT]`` sources as one CropSet, plus the per-source sampling weights.
+    With ``pre.companion_crops`` the companion's crops come along (each config cached on its own)."""
+    if pre.companion_crops:
+        data, weights = load_data(values, replace(pre, companion_crops=False), quiet)
+        other, _ = load_data(values, companion_config(pre), quiet)
+        if not all(np.array_equal(getattr(data, f), getattr(other, f)) for f in ("labels", "cells", "source")):
+            raise InputError(None, "the companion's crops do not list the same chromosomes as the model's")
+        data.companion_images, data.companion_features = other.images, other.features
+        return data, weights
     parts, weights = [], {}
     for path, weight in _parse_sources(values):
         bar = tqdm(total=0, desc=f"preprocessing {path.name}", unit="item", disable=quiet, leave=False)

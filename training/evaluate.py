@@ -142,7 +142,7 @@ def evaluate(model: str | None, data_paths: list[str], split: str = "test", spli
     data = select(data, split_map, split)
     if len(data) == 0:
         raise InputError(None, f"no chromosomes in the '{split}' split of the given data")
-    each, probs = classifier.predict_cells(data.images, data.features, cell_groups(data.source, data.cells))
+    each, probs = classifier.predict_cells(data.images, data.features, cell_groups(data.source, data.cells), data.companion)
     result = classification_metrics(probs, data.labels, data.cells)
     result.update({"model_id": classifier.model_id, "split": split, "device": str(classifier.device),
                    "cell_context": classifier.has_context})
@@ -218,7 +218,7 @@ def calibrate(model: str | None, data_path: str, parts=("train", "val"), quiet: 
     truth, excluded = abnormality_truth(findings, data)
     cells_with_truth = np.isin(data.cells, list(truth))
     data = data.subset(cells_with_truth)
-    _, probs = classifier.predict_cells(data.images, data.features, cell_groups(data.source, data.cells))
+    _, probs = classifier.predict_cells(data.images, data.features, cell_groups(data.source, data.cells), data.companion)
     table = []
     for penalty in (2.0, 3.0, 4.0, 5.0, 6.0, 8.0):
         for sex_penalty in (2.0, 4.0, 6.0):

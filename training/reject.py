@@ -46,6 +46,7 @@ from chromodesk.core.voc import find_annotation, read_voc
 from chromodesk.inference.network import RejectConfig, RejectNet, make_reject, predict_batch, reject_net_probability
 
 from .detect_metrics import iou_matrix
+from .context import companion_beside
 
 KINDS = ("background", "classical", "detector", "merged", "fragment")
 # what the acceptance figure counts: boxes with no chromosome in them at all
@@ -231,7 +232,8 @@ def add_box_features(rows: dict, paths: list[Path], classifier, cfg: RejectTrain
 
 @torch.inference_mode()
 def embed(classifier, images: np.ndarray, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The crop network's embeddings (four flips averaged) and probabilities, as the app computes them."""
+    """The crop network's embeddings (four flips averaged) and probabilities, as the app computes
+    them (the bundle's own network: a companion's probabilities are not averaged in here)."""
     model = classifier.model
     embs, probs = [], []
     for s in range(0, len(images), 64):
@@ -436,6 +438,7 @@ def fit_reject_bundle(model: str | None, data: str, out: str, cfg: RejectTrainCo
                                                 "val": result["val"]})
     if "test" in result:
         meta.metrics = dict(meta.metrics, reject_test=result["test"])
+    companion_beside(classifier, out)
     out_json = save_bundle(net, meta, out)
     split_out = out_json.with_suffix("").with_suffix(".split.json")
     if split_out.resolve() != split_path.resolve():

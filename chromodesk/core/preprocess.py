@@ -19,7 +19,7 @@ import json
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Callable, Sequence
 
 import cv2
@@ -57,6 +57,10 @@ class PreprocessConfig:
     # straighten a bent chromosome along its centre line in the finished crop (``straighten_crop``);
     # a function of the crop alone, so cached crops of the same config without it can be reused
     straighten: bool = False
+    # also cut every crop by threshold + largest component (``CellCrops.companion_*``), for the
+    # classifier's companion network, which was trained on such crops: two networks reading the
+    # chromosome with and without its neighbours err on different chromosomes (README)
+    companion_crops: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -69,7 +73,7 @@ class PreprocessConfig:
     def digest(self) -> str:
         """Stable short hash: the key of on-disk crop caches."""
         keyed = dict(self.to_dict(), revision=REVISION)
-        for newer in ("outlines", "straighten"):
+        for newer in ("outlines", "straighten", "companion_crops"):
             if not keyed[newer]:
                 del keyed[newer]  # configs from before these existed keep their digest (and their caches)
         return hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:12]
@@ -88,6 +92,16 @@ class CellCrops:
     # the whole image as the crops were cut from it (``enhance_image``); the app keeps it for the
     # knife, join and brush, which would otherwise compute it again on the GUI thread
     enhanced: np.ndarray | None = None
+    # the companion network's inputs (``PreprocessConfig.companion_crops``): the same chromosomes
+    # cut by threshold + largest component (a hand-made outline still cuts them), and their features
+    companion_images: np.ndarray | None = None
+    companion_features: np.ndarray | None = None
+
+    def part(self, index: slice) -> "CellCrops":
+        """The network inputs of some of the crops (the app classifies a cell in chunks)."""
+        cut = lambda a: None if a is None else a[index]  # noqa: E731
+        return CellCrops(self.images[index], self.features[index], self.raw[index], reject_features=cut(self.reject_features),
+                         companion_images=cut(self.companion_images), companion_features=cut(self.companion_features))
 
 
 # -- whole-image steps ---------------------------------------------------------------
@@ -381,8 +395,19 @@ def preprocess_cell(gray: np.ndarray, boxes: Sequence[Box], cfg: PreprocessConfi
         raw.append(info)
     stack = np.stack(images) if images else np.zeros((0, cfg.size, cfg.size), np.uint8)
     feats = relative_features(raw, cell)
-    return CellCrops(stack, feats, raw, list(outlines) if outlines is not None else None, reject_features(raw, feats, cell),
-                     enhanced)
+    crops = CellCrops(stack, feats, raw, list(outlines) if outlines is not None else None, reject_features(raw, feats, cell),
+                      enhanced)
+    if cfg.companion_crops:
+        plain = companion_config(cfg)
+        made = [chromosome_crop(enhanced, box, plain, hand[i] if hand is not None else None) for i, box in enumerate(boxes)]
+        crops.companion_images = np.stack([m[0] for m in made]) if made else np.zeros_like(stack)
+        crops.companion_features = relative_features([m[1] for m in made], cell)
+    return crops
+
+
+def companion_config(cfg: PreprocessConfig) -> PreprocessConfig:
+    """The crops a classifier's companion network reads: the same steps, no outline cut."""
+    return replace(cfg, outlines=False, companion_crops=False)
 
 
 def preprocess_crops(crops: Sequence[np.ndarray], cfg: PreprocessConfig) -> CellCrops:
@@ -405,4 +430,7 @@ def preprocess_crops(crops: Sequence[np.ndarray], cfg: PreprocessConfig) -> Cell
         raw.append(info)
     stack = np.stack(images) if images else np.zeros((0, cfg.size, cfg.size), np.uint8)
     feats = relative_features(raw)
-    return CellCrops(stack, feats, raw, reject_features=reject_features(raw, feats))
+    crops = CellCrops(stack, feats, raw, reject_features=reject_features(raw, feats))
+    if cfg.companion_crops:  # a single-chromosome picture has no outline to cut: the same crops
+        crops.companion_images, crops.companion_features = stack, feats
+    return crops

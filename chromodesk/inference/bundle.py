@@ -48,6 +48,9 @@ class BundleMeta:
     weights_file: str = ""
     context: ContextConfig | None = None  # the cell-context stage, when the bundle has one
     reject: RejectConfig | None = None  # the "not a chromosome" head, when the bundle has one
+    # a second crop network whose probabilities are averaged with this one's before the cell
+    # stages: {"bundle": file name beside this JSON, "weights_sha256": its weights, "weight": its share}
+    companion: dict | None = None
 
     def to_json(self) -> dict:
         return {
@@ -62,6 +65,7 @@ class BundleMeta:
             "weights_sha256": self.weights_sha256,
             "context": self.context.to_dict() if self.context else None,
             "reject": self.reject.to_dict() if self.reject else None,
+            **({"companion": self.companion} if self.companion else {}),
             "training": self.training,
             "metrics": self.metrics,
         }
@@ -161,11 +165,41 @@ def read_meta(path: str | Path) -> BundleMeta:
             weights_file=data.get("weights_file") or json_path.with_suffix(".safetensors").name,
             context=ContextConfig.from_dict(data["context"]) if data.get("context") else None,
             reject=RejectConfig.from_dict(data["reject"]) if data.get("reject") else None,
+            companion=_companion_entry(json_path, data.get("companion")),
         )
     except KeyError as exc:
         raise InputError(json_path, f"model metadata lacks the key {exc}") from None
     except (TypeError, ValueError, AttributeError) as exc:  # e.g. "input_size": "large", "preprocess": [1, 2]
         raise InputError(json_path, f"model metadata has a malformed value ({exc})") from None
+
+
+def _companion_entry(json_path: Path, entry) -> dict | None:
+    if entry is None:
+        return None
+    if not (isinstance(entry, dict) and isinstance(entry.get("bundle"), str) and isinstance(entry.get("weights_sha256"), str)
+            and isinstance(entry.get("weight", 0.5), (int, float)) and 0 < float(entry.get("weight", 0.5)) < 1):
+        raise InputError(json_path, "the companion entry needs 'bundle', 'weights_sha256' and a 'weight' between 0 and 1")
+    if Path(entry["bundle"]).name != entry["bundle"]:
+        raise InputError(json_path, "the companion bundle must lie beside the model (a file name, not a path)")
+    return {"bundle": entry["bundle"], "weights_sha256": entry["weights_sha256"], "weight": float(entry.get("weight", 0.5))}
+
+
+def load_companion(path: str | Path, meta: BundleMeta, device: str | torch.device = "cpu") -> ChromosomeNet | None:
+    """The crop network a bundle averages with its own (None when it has none): the file its JSON
+    names, beside it, with the recorded weights, reading this bundle's crops without the outline cut."""
+    if not meta.companion:
+        return None
+    from chromodesk.core.preprocess import companion_config
+
+    json_path, _ = bundle_paths(path)
+    other = json_path.parent / meta.companion["bundle"]
+    model, other_meta = load_bundle(other, device)
+    if other_meta.weights_sha256 != meta.companion["weights_sha256"]:
+        raise InputError(other, f"is not the companion {json_path.name} was fitted with (weights differ)")
+    if other_meta.preprocess != companion_config(meta.preprocess) or other_meta.feature_names != meta.feature_names:
+        raise InputError(other, f"reads other crops than {json_path.name}'s companion must")
+    model.context = model.reject = None  # only its crop network takes part
+    return model
 
 
 def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> tuple[ChromosomeNet, BundleMeta]:

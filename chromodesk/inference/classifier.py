@@ -16,7 +16,7 @@ import torch
 from chromodesk.core.karyotype import logit, rescue_rejected
 from chromodesk.core.preprocess import CellCrops
 
-from .bundle import DEFAULT_MODEL, BundleMeta, load_bundle
+from .bundle import DEFAULT_MODEL, BundleMeta, load_bundle, load_companion
 from .cell_context import assignment_onehot
 from .network import predict_batch, predict_reject
 from .orientation import find_orienter
@@ -55,6 +55,7 @@ class Classifier:
             torch.set_num_threads(os.cpu_count() or 1)
         self.path = Path(bundle or DEFAULT_MODEL)
         self.model, self.meta = load_bundle(self.path, self.device)
+        self.companion = load_companion(self.path, self.meta, self.device)
         self.batch_size = batch_size
         # chromosomes lie either way up and either side out: averaging the four flips removes that nuisance
         self.flip_tta = flip_tta and bool(self.meta.training.get("flip_tta", True))
@@ -87,36 +88,49 @@ class Classifier:
 
     @torch.inference_mode()
     def predict_arrays(self, images: np.ndarray, features: np.ndarray, with_reject: bool = False,
-                       reject_features: np.ndarray | None = None):
+                       reject_features: np.ndarray | None = None, companion: tuple[np.ndarray, np.ndarray] | None = None):
         """Crop network only: each chromosome on its own. ``with_reject``: also the "not a
         chromosome" probability of each (zeros without a reject head), from ``reject_features``
-        (``CellCrops.reject_features``) when the head reads them."""
+        (``CellCrops.reject_features``) when the head reads them. ``companion``: the companion
+        network's (images, features) (``CellCrops.companion_*``), needed when the bundle has one:
+        the two networks' probabilities are averaged."""
         if len(images) != len(features):
             raise ValueError(f"{len(images)} crops but {len(features)} feature rows")
+        if self.companion is not None and (companion is None or companion[0] is None or len(companion[0]) != len(images)):
+            raise ValueError("this classifier averages two crop networks: pass the companion crops "
+                             "(preprocess_cell makes them with the classifier's preprocess)")
         if len(images) == 0:
             empty = np.zeros((0, len(self.meta.classes)), dtype=np.float32)
             return (empty, np.zeros(0, np.float32)) if with_reject else empty
         features = np.asarray(features, dtype=np.float32)  # callers may pass float64; the network is float32
         out, rej = [], []
         for start in range(0, len(images), self.batch_size):
-            x = torch.from_numpy(np.ascontiguousarray(images[start : start + self.batch_size])).to(self.device)
-            f = torch.from_numpy(np.ascontiguousarray(features[start : start + self.batch_size])).to(self.device)
+            part = slice(start, start + self.batch_size)
+            x, f = self._tensor(images[part]), self._tensor(features[part])
             if with_reject:
-                rf = None if reject_features is None else torch.from_numpy(
-                    np.ascontiguousarray(reject_features[start : start + self.batch_size], dtype=np.float32)).to(self.device)
+                rf = None if reject_features is None else self._tensor(np.asarray(reject_features[part], dtype=np.float32))
                 p, r = predict_reject(self.model, x, f, self.flip_tta, rf)
                 rej.append(r.cpu().numpy())
             else:
                 p = predict_batch(self.model, x, f, self.flip_tta)
+            if self.companion is not None:
+                w = self.meta.companion["weight"]
+                other = predict_batch(self.companion, self._tensor(companion[0][part]),
+                                      self._tensor(np.asarray(companion[1][part], dtype=np.float32)), self.flip_tta)
+                p = (1 - w) * p + w * other
             out.append(p.cpu().numpy())
         return (np.concatenate(out), np.concatenate(rej)) if with_reject else np.concatenate(out)
 
+    def _tensor(self, a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(a)).to(self.device)
+
     def predict_each(self, crops: CellCrops) -> np.ndarray:
         """Crop network only, for any subset of a cell's crops (the GUI predicts in chunks)."""
-        return self.predict_arrays(crops.images, crops.features)
+        return self.predict_arrays(crops.images, crops.features, companion=_companion_of(crops))
 
     def predict_each_with_reject(self, crops: CellCrops) -> tuple[np.ndarray, np.ndarray]:
-        return self.predict_arrays(crops.images, crops.features, with_reject=True, reject_features=crops.reject_features)
+        return self.predict_arrays(crops.images, crops.features, with_reject=True, reject_features=crops.reject_features,
+                                   companion=_companion_of(crops))
 
     def finish_cell(self, probs: np.ndarray, reject_p: np.ndarray, features: np.ndarray,
                     doubt: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -168,11 +182,16 @@ class Classifier:
         """All chromosomes of one cell: crop network, then the cell-context stage."""
         return self.in_context(self.predict_each(crops), crops.features)
 
-    def predict_cells(self, images: np.ndarray, features: np.ndarray, groups: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    def predict_cells(self, images: np.ndarray, features: np.ndarray, groups: list[np.ndarray],
+                      companion: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Many cells at once (evaluation): (crop-network, final) probabilities; ``groups`` are the
-        row indices of each cell."""
-        each = self.predict_arrays(images, features)
+        row indices of each cell; ``companion`` as in ``predict_arrays``."""
+        each = self.predict_arrays(images, features, companion=companion)
         final = each.copy()
         for rows in groups:
             final[rows] = self.in_context(each[rows], features[rows])
         return each, final
+
+
+def _companion_of(crops: CellCrops) -> tuple[np.ndarray, np.ndarray] | None:
+    return None if crops.companion_images is None else (crops.companion_images, crops.companion_features)

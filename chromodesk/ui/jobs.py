@@ -23,7 +23,7 @@ from PySide6.QtCore import QObject, QRunnable, QThread, QThreadPool, Signal
 
 from chromodesk.core.document import Box, Karyotype
 from chromodesk.core.labels import CLASSES
-from chromodesk.core.preprocess import CellCrops, PreprocessConfig, preprocess_cell
+from chromodesk.core.preprocess import PreprocessConfig, preprocess_cell
 
 log = logging.getLogger(__name__)
 
@@ -296,9 +296,7 @@ def classify_job(gray: np.ndarray, items: tuple[ClassifyItem, ...], targets: fro
     has_reject = bool(getattr(classifier, "has_reject", False))
     probs, rejp = [], []
     for start in range(0, n, chunk):
-        rf = crops.reject_features
-        part = CellCrops(crops.images[start : start + chunk], crops.features[start : start + chunk],
-                         crops.raw[start : start + chunk], reject_features=None if rf is None else rf[start : start + chunk])
+        part = crops.part(slice(start, start + chunk))
         if has_reject:
             out, r = classifier.predict_each_with_reject(part)
             rejp.append(np.asarray(r, dtype=np.float64))

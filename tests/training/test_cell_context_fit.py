@@ -102,3 +102,35 @@ def test_fit_with_context_then_fine_tuning_drops_the_stale_stage(tiny_crops, tmp
     # a retrained crop network would not match the old stage: --init starts without it
     assert main(["fit", *common, "--out", str(tuned), "--init", str(run / "model.json")]) == 0
     assert not Classifier(tuned / "model.json", device="cpu").has_context
+
+
+def test_context_with_a_companion_network(tiny_crops, tmp_path, capsys):
+    """``context --companion``: a network trained on threshold crops joins one trained on outline
+    crops; the stage is fitted on their average, and the bundle carries its companion along."""
+    common = ["--data", str(tiny_crops), "--epochs", "1", "--input-size", "32", "--batch-size", "16",
+              "--no-test-curve", "--quiet"]
+    outline, plain = tmp_path / "outline", tmp_path / "plain"
+    assert main(["fit", *common, "--out", str(outline), "--outlines"]) == 0
+    assert main(["fit", *common, "--out", str(plain), "--seed", "1"]) == 0
+    stage = ["--data", str(tiny_crops), "--epochs", "1", "--aug-passes", "1", "--dim", "32", "--layers", "1", "--quiet"]
+    out = tmp_path / "pair" / "model.json"
+    assert main(["context", "--model", str(outline / "model.json"), "--companion", str(plain / "model.json"),
+                 "--out", str(out), *stage]) == 0
+    meta = json.loads(out.read_text())
+    assert meta["companion"]["bundle"] == "model-companion.json" and meta["preprocess"]["companion_crops"] is True
+    assert (out.parent / "model-companion.safetensors").is_file()
+    classifier = Classifier(out, device="cpu")
+    assert classifier.companion is not None and classifier.has_context
+    report = tmp_path / "eval.json"
+    assert main(["evaluate", "--model", str(out), "--data", str(tiny_crops), "--json", str(report), "--quiet"]) == 0
+    assert 0.0 <= json.loads(report.read_text())["accuracy"] <= 1.0
+    # refitted elsewhere, the new bundle takes its companion along
+    again = tmp_path / "again" / "model.json"
+    assert main(["context", "--model", str(out), "--out", str(again), *stage]) == 0
+    assert Classifier(again, device="cpu").companion is not None
+    # a network trained on outline crops cannot be the companion: one line, exit 2
+    capsys.readouterr()
+    assert main(["context", "--model", str(outline / "model.json"), "--companion", str(outline / "model.json"),
+                 "--out", str(tmp_path / "bad" / "model.json"), *stage]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "without the outline cut" in err and len(err.splitlines()) == 1

@@ -1,0 +1,67 @@
+"""Experiment (validation cases only): do two crop networks that read *different* crops help
+where two alike ones did not (``crop_network_average.py``)? The shipped network reads crops cut
+inside the mask network's outline; the one before it (git 3c2fe5c, ``runs/ens/prev.json``) read
+threshold crops, neighbours included. Each is run on its own crops (four flips, as shipped) for
+the validation chromosomes of the three sources; reports each alone and their average (equal
+weights, and geometric), per source. Crop network only: the cell stages come after.
+
+    git show 3c2fe5c:models/chromodesk-resnet18.json > runs/ens/prev.json
+    git show 3c2fe5c:models/chromodesk-resnet18.safetensors > runs/ens/chromodesk-resnet18.safetensors  # the name its JSON gives
+    .venv/bin/python scripts/experiments/crop_network_pair.py [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from chromodesk.inference.classifier import Classifier
+from training.data import load_data
+from training.evaluate import bundle_split, select
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA = [str(ROOT.parent / "shared" / "datasets" / n) for n in
+        ("tseng2023-gband-metaphases", "gband-karyogram-chromosomes", "bioimlab-qband-chromosomes")]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--other", default=str(ROOT / "runs" / "ens" / "prev.json"))
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    shipped = ROOT / "models" / "chromodesk-resnet18.json"
+    split = bundle_split(shipped)
+    probs, keys = {}, {}
+    for name, path in (("shipped", shipped), ("other", Path(args.other))):
+        clf = Classifier(path, device="cpu")
+        data, _ = load_data(DATA, clf.preprocess, quiet=True)
+        data = select(data, split, "val")
+        probs[name] = clf.predict_arrays(data.images, data.features)
+        keys[name] = (data.labels, data.cells, data.source)
+        print(name, len(data), flush=True)
+    for a, b in zip(keys["shipped"], keys["other"]):
+        if not np.array_equal(a, b):
+            raise SystemExit("the two crop sets do not list the same chromosomes in the same order")
+    labels, _, source = keys["shipped"]
+    a, b = probs["shipped"], probs["other"]
+    variants = {"shipped": a, "other": b, "mean": (a + b) / 2,
+                "geometric": np.exp((np.log(a + 1e-9) + np.log(b + 1e-9)) / 2),
+                "mean 2:1": (2 * a + b) / 3}
+    rows = {}
+    for name, p in variants.items():
+        right = p.argmax(1) == labels
+        rows[name] = {"all": float(right.mean()),
+                      **{s: float(right[source == s].mean()) for s in sorted(set(source.tolist()))}}
+        print(f"{name:10s} " + "  ".join(f"{k} {v:.4f}" for k, v in rows[name].items()), flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"split": "val", "n": int(len(labels)), "rows": rows}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
