@@ -116,7 +116,10 @@ def version_text() -> str:
     for name, what in (("chromodesk-resnet18.json", "classifier"), ("chromodesk-detector.json", "detector"),
                        ("chromodesk-orientation.json", "orientation"), ("chromodesk-masks.json", "masks")):
         try:
-            parts.append(f"{what} {json.loads((models / name).read_text())['model_id']}")
+            meta = json.loads((models / name).read_text())
+            other = meta.get("companion") or {}
+            with_other = f" with companion {json.loads((models / other['bundle']).read_text())['model_id']}" if other else ""
+            parts.append(f"{what} {meta['model_id']}{with_other}")
         except (OSError, ValueError, KeyError, TypeError):
             parts.append(f"{what}: not installed")
     return "; ".join(parts)

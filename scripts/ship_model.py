@@ -40,6 +40,16 @@ def main() -> int:
     meta["weights_file"] = dest.with_suffix(".safetensors").name
     atomic_write_text(dest.with_suffix(".json"), json.dumps(meta, indent=2))
     shutil.copy(split, dest.with_suffix(".split.json"))
+    if meta.get("companion"):  # the companion crop network goes along, named after the model
+        src = bundle.parent / meta["companion"]["bundle"]
+        other = dest.with_name(dest.name + "-companion")
+        other_meta = json.loads(src.read_text())
+        shutil.copy(src.parent / other_meta["weights_file"], other.with_suffix(".safetensors"))
+        other_meta["weights_file"] = other.with_suffix(".safetensors").name
+        other_meta["training"]["companion_of"] = dest.with_suffix(".json").name
+        atomic_write_text(other.with_suffix(".json"), json.dumps(other_meta, indent=2))
+        meta["companion"]["bundle"] = other.with_suffix(".json").name
+        atomic_write_text(dest.with_suffix(".json"), json.dumps(meta, indent=2))
 
     result = evaluate(str(dest.with_suffix(".json")), [str(args.shared / s) for s in SETS], split="test", quiet=True)
     keep = ("accuracy", "cell_accuracy", "crop_accuracy", "crop_cell_accuracy", "assigned_accuracy", "assigned_cell_accuracy", "abnormal_sensitivity",

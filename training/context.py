@@ -186,6 +186,7 @@ def attach_companion(classifier, companion: str, out: str, weight: float = 0.5) 
         raise InputError(bundle_paths(companion)[0], "a companion must read the model's crops without the outline cut")
     net.context = net.reject = None
     meta.context = meta.reject = None
+    meta.model_id = meta.model_id.split("+ctx")[0].split("+rej")[0]  # the stages named after it are gone
     target = bundle_paths(out)[0]
     target = target.with_name(target.stem + "-companion.json")
     meta.training = {**meta.training, "companion_of": target.name.replace("-companion", "")}
@@ -273,8 +274,9 @@ def fit_context_bundle(model: str | None, data_paths: list[str], out: str, cfg: 
     after = float((refined[val_rows].argmax(1) == data.labels[val_rows]).mean())
     net, meta = classifier.model.cpu(), classifier.meta
     net.context = context
-    base_id = meta.model_id.split("+ctx")[0]
-    meta.model_id = f"{base_id}+ctx{time.strftime('%Y%m%d-%H%M%S')}"
+    base_id, _, after = meta.model_id.partition("+ctx")
+    later = after.split("+", 1)[1] if "+" in after else ""  # e.g. the "not a chromosome" network's +rej..., kept
+    meta.model_id = f"{base_id}+ctx{time.strftime('%Y%m%d-%H%M%S')}" + (f"+{later}" if later else "")
     meta.context = cfg.model
     summary = {"config": cfg.to_dict(), "val_accuracy_crop_network": before, "val_accuracy_with_context": after,
                "val_accuracy_members": [max(h["val_acc"] for h in mh) for mh in history], "epochs": history,
