@@ -358,6 +358,11 @@ def bundle_case(id: str, says: str, mutate: Callable[[Path, dict], str | None], 
         meta = json.loads(MODEL.read_text())
         weights = folder / meta["weights_file"]
         os.symlink(MODEL.with_name(meta["weights_file"]), weights)  # shared weights: no 45 MB copy per case
+        if meta.get("companion"):  # the companion crop network the bundle names, beside it
+            other = MODEL.with_name(meta["companion"]["bundle"])
+            (folder / other.name).write_text(other.read_text())
+            other_weights = json.loads(other.read_text())["weights_file"]
+            os.symlink(MODEL.with_name(other_weights), folder / other_weights)
         target = mutate(folder, meta)
         if not (folder / MODEL.name).exists():
             (folder / MODEL.name).write_text(json.dumps(meta))
@@ -472,6 +477,11 @@ bundle_case("safetensors-lying-shape", "cannot read weights", _safetensors_bad_j
 bundle_case("model-is-directory", "", lambda f, m: (f / "dir.json").mkdir() or "dir.json")
 bundle_case("preprocess-missing", "preprocess", _del("preprocess"))
 bundle_case("preprocess-not-object", "malformed", _set("preprocess", [1, 2]))
+bundle_case("companion-missing", "not found", lambda f, m: (f / m["companion"]["bundle"]).unlink())
+bundle_case("companion-other-weights", "weights differ", lambda f, m: m["companion"].__setitem__("weights_sha256", "0" * 64))
+bundle_case("companion-path-escape", "beside the model", lambda f, m: m["companion"].__setitem__("bundle", "../../etc/passwd"))
+bundle_case("companion-not-object", "companion entry", _set("companion", [1, 2]))
+bundle_case("companion-weight-one", "companion entry", lambda f, m: m["companion"].__setitem__("weight", 1.0))
 
 
 # detector bundles share the loader's checks; a few through --detector to prove it
