@@ -226,7 +226,7 @@ def test_classify_one_chromosome(server):
     assert 0.0 <= result["not_a_chromosome_probability"] <= 1.0 and result["not_a_chromosome"] is False
     clf = server.classifier
     cell = preprocess_crops([crop], clf.preprocess)
-    expected = clf.predict_arrays(cell.images, cell.features)[0]
+    expected = clf.predict_each(cell)[0]
     assert np.allclose([probs[c] for c in CLASSES], expected, atol=1e-5)
     assert result["label"] == "1"
 

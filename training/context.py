@@ -274,8 +274,8 @@ def fit_context_bundle(model: str | None, data_paths: list[str], out: str, cfg: 
     after = float((refined[val_rows].argmax(1) == data.labels[val_rows]).mean())
     net, meta = classifier.model.cpu(), classifier.meta
     net.context = context
-    base_id, _, after = meta.model_id.partition("+ctx")
-    later = after.split("+", 1)[1] if "+" in after else ""  # e.g. the "not a chromosome" network's +rej..., kept
+    base_id, _, old_stage = meta.model_id.partition("+ctx")
+    later = old_stage.split("+", 1)[1] if "+" in old_stage else ""  # e.g. the "not a chromosome" network's +rej..., kept
     meta.model_id = f"{base_id}+ctx{time.strftime('%Y%m%d-%H%M%S')}" + (f"+{later}" if later else "")
     meta.context = cfg.model
     summary = {"config": cfg.to_dict(), "val_accuracy_crop_network": before, "val_accuracy_with_context": after,
