@@ -443,11 +443,21 @@ def page(browser, server):
     context.close()
 
 
+def _wait_until(page, expression: str, timeout_s: float = 120.0) -> None:
+    """Poll a condition from here, not with ``wait_for_function``: the page's Content Security
+    Policy (script-src 'self') forbids the eval that Playwright's in-page polling needs, which only
+    shows when the condition is not already true at the first look (a slower model load)."""
+    deadline = time.monotonic() + timeout_s
+    while not page.evaluate(expression):
+        assert time.monotonic() < deadline, f"timed out waiting for {expression}"
+        page.wait_for_timeout(100)
+
+
 def test_browser_uploads_and_shows_the_result(page, server, direct, tmp_path):
     """The real page in headless Chromium: choose the image and its XML, analyse, and see the ISCN,
     46 table rows, the annotated image and the karyogram; nothing is fetched from elsewhere.
     Saves a screenshot (docs/web-page.png with CHROMODESK_WRITE_DOCS=1)."""
-    page.wait_for_function("document.getElementById('health').textContent.includes('model')")
+    _wait_until(page, "document.getElementById('health').textContent.includes('model')")
     page.set_input_files("#image-input", str(IMAGE))
     page.set_input_files("#xml-input", str(XML))
     assert "103201.jpg" in page.inner_text("#chosen") and "103201.xml" in page.inner_text("#chosen")
@@ -459,8 +469,7 @@ def test_browser_uploads_and_shows_the_result(page, server, direct, tmp_path):
     table_labels = sorted(rows.nth(i).locator("td").nth(1).inner_text() for i in range(46))
     assert table_labels == sorted(r.label for r in direct.doc)
     for image in ("#annotated", "#karyogram"):
-        page.wait_for_function(f"document.querySelector('{image}').complete && "
-                               f"document.querySelector('{image}').naturalWidth > 0", timeout=120_000)
+        _wait_until(page, f"document.querySelector('{image}').complete && document.querySelector('{image}').naturalWidth > 0")
     for link in ("#dl-csv", "#dl-karyogram", "#dl-annotated", "#dl-voc"):
         href = page.get_attribute(link, "href")
         assert href and href.startswith("/api/results/")
