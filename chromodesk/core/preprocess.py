@@ -399,7 +399,9 @@ def preprocess_cell(gray: np.ndarray, boxes: Sequence[Box], cfg: PreprocessConfi
                       enhanced)
     if cfg.companion_crops:
         plain = companion_config(cfg)
-        made = [chromosome_crop(enhanced, box, plain, hand[i] if hand is not None else None) for i, box in enumerate(boxes)]
+        # a crop cut by no outline, or by the technician's (which cuts both), is already the companion's
+        same = [cut[i] is None or (hand is not None and hand[i] is not None) for i in range(n)]
+        made = [(images[i], raw[i]) if same[i] else chromosome_crop(enhanced, box, plain) for i, box in enumerate(boxes)]
         crops.companion_images = np.stack([m[0] for m in made]) if made else np.zeros_like(stack)
         crops.companion_features = relative_features([m[1] for m in made], cell)
     return crops

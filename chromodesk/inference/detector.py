@@ -111,20 +111,34 @@ def _logit(p: torch.Tensor) -> torch.Tensor:
     return torch.log(p / (1 - p))
 
 
+def _untranspose(maps: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Maps of a transposed picture back in the picture's frame: transposed, with the (w, h)
+    and (ox, oy) channel pairs swapped."""
+    heat, size, offset = (m.transpose(2, 3) for m in maps[:3])
+    out = [heat, size.flip(1), offset.flip(1)]
+    if len(maps) > 3:
+        tw = maps[3].transpose(2, 3)
+        out.append(torch.cat([tw[:, :1], tw[:, 1:3].flip(1), tw[:, 3:5].flip(1)], 1))
+    return out
+
+
 @torch.inference_mode()
-def flip_averaged(model: CenterNetLite, t: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """The network's maps averaged over the picture and its three flips: probabilities for the
-    heatmap (and the twin's presence), log sizes and offsets mapped back."""
+def flip_averaged(model: CenterNetLite, t: torch.Tensor, transposes: bool = False) -> tuple[torch.Tensor, ...]:
+    """The network's maps averaged over the picture and its three flips (``transposes``: and the
+    four flips of its transpose, i.e. the quarter turns too): probabilities for the heatmap (and
+    the twin's presence), log sizes and offsets mapped back. Heat and presence come back as logits."""
     views = []
-    for dims in ((), (3,), (2,), (2, 3)):
-        maps = [v.float() for v in model(t.flip(dims) if dims else t)]
-        maps = [v.flip(dims) if dims else v for v in maps]
-        heat, size, offset = torch.sigmoid(maps[0]), maps[1], _unflip_offsets(maps[2], dims)
-        view = [heat, size, offset]
-        if len(maps) > 3:
-            tw = maps[3]
-            view.append(torch.cat([torch.sigmoid(tw[:, :1]), tw[:, 1:3], _unflip_offsets(tw[:, 3:5], dims)], 1))
-        views.append(view)
+    for transpose in ((False, True) if transposes else (False,)):
+        x = t.transpose(2, 3) if transpose else t
+        for dims in ((), (3,), (2,), (2, 3)):
+            maps = [v.float() for v in model(x.flip(dims) if dims else x)]
+            maps = [v.flip(dims) if dims else v for v in maps]
+            heat, size, offset = torch.sigmoid(maps[0]), maps[1], _unflip_offsets(maps[2], dims)
+            view = [heat, size, offset]
+            if len(maps) > 3:
+                tw = maps[3]
+                view.append(torch.cat([torch.sigmoid(tw[:, :1]), tw[:, 1:3], _unflip_offsets(tw[:, 3:5], dims)], 1))
+            views.append(_untranspose(view) if transpose else view)
     mean = [torch.stack(v).mean(0) for v in zip(*views)]
     mean[0] = _logit(mean[0])
     if len(mean) > 3:

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from chromodesk.core.detector_input import OUTPUT_STRIDE, detector_input, pad_to_multiple
 from chromodesk.core.imaging import load_gray
 from chromodesk.core.voc import find_annotation, read_voc
-from chromodesk.inference.detector import Detector, _logit, _unflip_offsets
+from chromodesk.inference.detector import Detector, _logit, flip_averaged
 from chromodesk.inference.detector_net import decode
 from training.detect_eval import _split_images
 from training.detect_metrics import at_threshold, average_precision, best_threshold
@@ -37,40 +37,11 @@ ROOT = Path(__file__).resolve().parents[2]
 FLOOR = 0.05
 
 
-def _swap_xy(maps: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Maps of a transposed picture back to the picture's frame: transpose, and swap the
-    (w, h) and (ox, oy) channel pairs."""
-    heat, size, offset = (m.transpose(2, 3) for m in maps[:3])
-    out = [heat, size.flip(1), offset.flip(1)]
-    if len(maps) > 3:
-        tw = maps[3].transpose(2, 3)
-        out.append(torch.cat([tw[:, :1], tw[:, 1:3].flip(1), tw[:, 3:5].flip(1)], 1))
-    return out
-
-
-@torch.inference_mode()
-def averaged(model, t: torch.Tensor, transposes: bool) -> list[torch.Tensor]:
-    """Probabilities / log sizes / offsets averaged over flips (and the transpose's flips)."""
-    views = []
-    for transpose in ((False, True) if transposes else (False,)):
-        x = t.transpose(2, 3) if transpose else t
-        for dims in ((), (3,), (2,), (2, 3)):
-            maps = [v.float() for v in model(x.flip(dims) if dims else x)]
-            maps = [v.flip(dims) if dims else v for v in maps]
-            view = [torch.sigmoid(maps[0]), maps[1], _unflip_offsets(maps[2], dims)]
-            if len(maps) > 3:
-                tw = maps[3]
-                view.append(torch.cat([torch.sigmoid(tw[:, :1]), tw[:, 1:3], _unflip_offsets(tw[:, 3:5], dims)], 1))
-            views.append(_swap_xy(view) if transpose else view)
-    return [torch.stack(v).mean(0) for v in zip(*views)]
-
-
 def heat_at(model, gray: np.ndarray, meta, zoom: float, grid: tuple[int, int], transposes: bool) -> torch.Tensor:
     """The heatmap probability of a pass at ``zoom`` x the detector's scale, sampled at the
     centres of the base pass's output cells (``grid`` = its (H, W))."""
-    scale = meta.scale * zoom
-    x = detector_input(gray, scale, meta.polarity)
-    heat = averaged(model, torch.from_numpy(pad_to_multiple(x))[None, None], transposes)[0]
+    x = detector_input(gray, meta.scale * zoom, meta.polarity)
+    heat = torch.sigmoid(flip_averaged(model, torch.from_numpy(pad_to_multiple(x))[None, None], transposes)[0])
     h, w = grid
     hz, wz = heat.shape[-2:]
     # base cell j's centre is at (j + 0.5) * stride / base scale image px; at this zoom that is
@@ -85,13 +56,10 @@ def heat_at(model, gray: np.ndarray, meta, zoom: float, grid: tuple[int, int], t
 @torch.inference_mode()
 def detect(model, meta, gray: np.ndarray, transposes: bool, zoom: float | None) -> np.ndarray:
     x = detector_input(gray, meta.scale, meta.polarity)
-    t = torch.from_numpy(pad_to_multiple(x))[None, None]
-    maps = averaged(model, t, transposes)
+    maps = list(flip_averaged(model, torch.from_numpy(pad_to_multiple(x))[None, None], transposes))
     if zoom:
-        maps[0] = (maps[0] + heat_at(model, gray, meta, zoom, maps[0].shape[-2:], transposes)) / 2
-    maps[0] = _logit(maps[0])
-    if len(maps) > 3:
-        maps[3] = torch.cat([_logit(maps[3][:, :1]), maps[3][:, 1:]], 1)
+        both = (torch.sigmoid(maps[0]) + heat_at(model, gray, meta, zoom, maps[0].shape[-2:], transposes)) / 2
+        maps[0] = _logit(both)
     found = decode(*maps[:3], FLOOR, twin=maps[3] if len(maps) > 3 else None)[0]
     found[:, :4] *= OUTPUT_STRIDE / meta.scale
     h, w = gray.shape

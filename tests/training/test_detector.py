@@ -312,6 +312,9 @@ def test_flip_averaging_maps_offsets_back_to_the_picture():
     assert torch.allclose(offset, o1, atol=1e-5)  # a wrong mapping would average 0.25 with 0.75
     assert torch.allclose(torch.sigmoid(heat), torch.sigmoid(h1), atol=1e-5)
     assert torch.allclose(size, torch.zeros_like(size))
+    # with the transpose's four flips too (quarter turns): x and y come back in their own channels
+    heat8, _, offset8 = flip_averaged(_CentroidNet(), t, transposes=True)
+    assert torch.allclose(offset8, o1, atol=1e-5) and torch.allclose(torch.sigmoid(heat8), torch.sigmoid(h1), atol=1e-5)
 
 
 # -- twins: crossing chromosomes that share a centre ----------------------------------------------
