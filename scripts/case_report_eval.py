@@ -2,7 +2,11 @@
 the Tseng metaphases (cells grouped by the ``case`` column of cells.csv), against the case
 karyotype built the same way from the annotators' own labels, and against cells.csv's findings.
 
-    .venv/bin/python scripts/case_report_eval.py [--json docs/case-report-test.json]
+    .venv/bin/python scripts/case_report_eval.py [--json docs/case-report-test.json] [--cells runs/case-cells-test.pkl]
+
+``--cells`` keeps each case's analysed cells (their labels and probabilities) in a file, and
+a second run with the same file reads them from there: the case rules can then be measured
+again without classifying every image anew.
 
 The boxes are the annotators' (given), so this measures the labelling and the case logic;
 the same rules (ISCN clones: a gain in 2 cells, a loss in 3) make both karyotypes.
@@ -13,6 +17,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import pickle
 from collections import defaultdict
 from pathlib import Path
 
@@ -43,6 +48,7 @@ def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--json", default=None)
     p.add_argument("--split", default="test")
+    p.add_argument("--cells", default=None, help="a file to keep the analysed cells in (read when it exists)")
     args = p.parse_args()
     split = json.loads(DEFAULT_MODEL.with_suffix(".split.json").read_text())
     rows = list(csv.DictReader(open(DATA / "cells.csv")))
@@ -50,11 +56,15 @@ def main() -> int:
     for r in rows:
         if split.get(f"{DATA.name}/{r['case']}") == args.split and (DATA / "images" / f"{r['image']}.jpg").is_file():
             by_case[r["case"]].append(r)
-    classifier = Classifier(device="auto")
+    kept = pickle.loads(Path(args.cells).read_bytes()) if args.cells and Path(args.cells).is_file() else None
+    classifier = Classifier(device="auto") if kept is None else None
+    model_id = kept["model_id"] if kept else classifier.model_id
+    entries = {}
     out = []
     for case, cells in sorted(by_case.items()):
         images = [DATA / "images" / f"{r['image']}.jpg" for r in cells]
-        predicted = build_case(images, case, classifier, use_sessions=False).summary.iscn()
+        entries[case] = kept["entries"][case] if kept else build_case(images, case, classifier, use_sessions=False).summary.cells
+        predicted = CaseSummary(case, entries[case]).iscn()
         truth = CaseSummary(case, [truth_entry(i) for i in images]).iscn()
         findings = sorted({f"{r['finding']}:{r['finding_detail']}" for r in cells if r["finding"] != "normal"})
         out.append({"case": case, "cells": len(cells), "predicted": predicted, "from_annotations": truth,
@@ -65,7 +75,10 @@ def main() -> int:
     result = {"split": args.split, "cases": len(out), "agreement": sum(o["agrees"] for o in out) / max(len(out), 1),
               "normal_cases": len(normal), "normal_agreement": sum(o["agrees"] for o in normal) / max(len(normal), 1),
               "abnormal_cases": len(abnormal), "abnormal_agreement": sum(o["agrees"] for o in abnormal) / max(len(abnormal), 1),
-              "model_id": classifier.model_id, "rows": out}
+              "model_id": model_id, "rows": out}
+    if args.cells and kept is None:
+        Path(args.cells).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.cells).write_bytes(pickle.dumps({"model_id": model_id, "entries": entries}))
     print(json.dumps({k: v for k, v in result.items() if k != "rows"}))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,14 +28,18 @@ import numpy as np
 from .atomic import atomic_write_text
 from .document import Karyotype, now_iso
 from .errors import InputError
-from .karyotype import iscn_string, normal_sex_costs
-from .labels import AUTOSOMES
+from .karyotype import counts_cost, iscn_string, normal_sex_costs
+from .labels import AUTOSOMES, CLASSES
 from .limits import MAX_SESSION_BYTES
 from .safe_read import read_json
 
 # standard practice (e.g. ACMG / ACC guidelines for constitutional studies)
 MIN_COUNTED, MIN_ANALYSED, MIN_KARYOTYPED = 20, 5, 2
 NORMAL = ("46,XX", "46,XY")
+# nats: a cell whose labels give another cell's reading up by no more than this is doubted when the
+# case karyotype hangs on it (``CaseSummary.doubts``); 4 nats is the assignment's own price of a
+# gain or a loss, what the labels must pay to call a cell abnormal
+DOUBT_NATS = 4.0
 _CHANGE = re.compile(r"^([+-])(\d{1,2}|[XY])$")
 
 
@@ -54,6 +58,10 @@ class CellEntry:
     # nats: how well the cell's labels fit 46,XX and 46,XY (``normal_sex_costs``); breaks a tie
     # between as many cells of each sex, where the count of cells cannot decide
     sex_costs: dict[str, float] = field(default_factory=dict)
+    # the classifier's probabilities of the cell's chromosomes (N x 24) and the confirmed labels
+    # among them: what the case needs to weigh another reading of the cell (``CaseSummary.doubts``)
+    probabilities: np.ndarray | None = field(default=None, repr=False)
+    fixed: dict[int, str] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_doc(cls, doc: Karyotype, in_report: bool | None = None) -> "CellEntry":
@@ -67,7 +75,9 @@ class CellEntry:
                    not_analysable=doc.not_analysable, comment=doc.comment,
                    in_report=doc.in_report if in_report is None else in_report,
                    reviewers=tuple(sorted({r.confirmed_by for r in confirmed if r.confirmed_by})),
-                   last_confirmed=max((r.confirmed_at or "" for r in confirmed), default=""), sex_costs=sex_costs)
+                   last_confirmed=max((r.confirmed_at or "" for r in confirmed), default=""), sex_costs=sex_costs,
+                   probabilities=np.array([r.probabilities for r in scored]) if len(scored) == len(chromosomes) else None,
+                   fixed={i: r.final for i, r in enumerate(scored) if r.confirmed})
 
     def to_json(self) -> dict:
         return {"image": self.image, "count": self.count, "iscn": self.iscn, "reviewed": self.reviewed,
@@ -88,6 +98,23 @@ def is_clone(iscn: str, n_cells: int) -> bool:
         return True  # no numerical change: the normal line
     gains = any(c.startswith("+") for c in found) or len(sex) > 2
     return n_cells >= (2 if gains else 3)
+
+
+def karyotype_counts(iscn: str) -> dict[str, int] | None:
+    """``45,XY,-14`` -> chromosomes per label (None when the string is not a numerical karyotype)."""
+    total, sex, found = changes(iscn)
+    counts = {label: 2 for label in AUTOSOMES}
+    counts["X"], counts["Y"] = sex.count("X"), sex.count("Y")
+    if len(sex) != counts["X"] + counts["Y"]:
+        return None
+    for change in found:
+        m = _CHANGE.match(change)
+        if m is None or m.group(2) not in counts:
+            return None
+        counts[m.group(2)] += 1 if m.group(1) == "+" else -1
+    if not total.isdigit() or int(total) != sum(counts.values()) or min(counts.values()) < 0:
+        return None
+    return {label: counts[label] for label in CLASSES}
 
 
 def _karyotype(sex: str, autosomal: list[str]) -> str:
@@ -131,6 +158,40 @@ class CaseSummary:
     @property
     def karyotyped(self) -> list[CellEntry]:
         return [c for c in self.analysed if c.in_report]
+
+    def doubts(self) -> list[dict]:
+        """Cells the case karyotype hangs on: a cell that another cell of the same chromosome count
+        reads differently, whose own labels give that other reading up by at most ``DOUBT_NATS``
+        (``counts_cost``), and with which the case karyotype would change — the 13 called a 14 in
+        one cell of three that lost an acrocentric. Each: ``image``, ``reads``, ``could_read``,
+        ``nats``, ``case_would_read``. Confirmed labels are never doubted (they rule the other
+        reading out)."""
+        cells = self.counted
+        now = self.iscn()
+        out = []
+        for i, cell in enumerate(cells):
+            for other in sorted({c.iscn for c in cells if c.count == cell.count and c.iscn != cell.iscn}):
+                nats = self._reading_cost(cell, other)
+                if nats > DOUBT_NATS:
+                    continue
+                moved = cells[:i] + [replace(cell, iscn=other, sex_costs={})] + cells[i + 1:]
+                would = CaseSummary(self.case_id, moved).iscn()
+                if would != now:
+                    out.append({"image": cell.image, "reads": cell.iscn, "could_read": other,
+                                "nats": round(max(nats, 0.0), 2), "case_would_read": would})
+        return out
+
+    @staticmethod
+    def _reading_cost(cell: CellEntry, iscn: str) -> float:
+        """Nats the cell's own labels give up to read ``iscn`` (``inf``: it cannot, or it has no
+        probabilities to say)."""
+        if iscn == cell.iscn:
+            return 0.0
+        want, own = karyotype_counts(iscn), karyotype_counts(cell.iscn)
+        if cell.probabilities is None or want is None or own is None:
+            return float("inf")
+        base = counts_cost(cell.probabilities, own, cell.fixed)
+        return counts_cost(cell.probabilities, want, cell.fixed) - base if np.isfinite(base) else float("inf")
 
     def lines(self) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
         """(cell lines, non-clonal karyotypes), each as (karyotype, number of cells)."""
@@ -191,7 +252,11 @@ class CaseSummary:
         return case_iscn(clonal)
 
     def warnings(self) -> list[str]:
-        out = []
+        out = []  # the doubts first: the most a reviewer can act on
+        for d in self.doubts():
+            out.append(f"{d['image']} reads {d['reads']}, but {d['could_read']} (as another cell of the case reads) "
+                       f"costs its labels only {d['nats']:.1f} nats more, and the case would read {d['case_would_read']}: "
+                       "compare its chromosomes with the other cells' before reporting")
         n_counted, n_analysed, n_karyo = len(self.counted), len(self.analysed), len(self.karyotyped)
         if n_counted < MIN_COUNTED:
             out.append(f"{n_counted} cells counted: the standard is at least {MIN_COUNTED}")
@@ -220,6 +285,7 @@ class CaseSummary:
                 "cell_lines": [{"karyotype": k, "cells": n} for k, n in clonal],
                 "non_clonal": [{"karyotype": k, "cells": n} for k, n in other],
                 "sex_chromosomes": self.main_sex() or (sexes.most_common(1)[0][0] if sexes else None),
+                "doubtful_readings": self.doubts(),
                 "warnings": self.warnings(),
             },
         }

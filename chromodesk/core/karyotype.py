@@ -133,6 +133,32 @@ def normal_sex_costs(probs: np.ndarray, fixed: dict[int, str] | None = None,
     return out
 
 
+def counts_cost(probs: np.ndarray, counts: dict[str, int], fixed: dict[int, str] | None = None,
+                cfg: AssignmentConfig = AssignmentConfig()) -> float:
+    """The cost (nats, minus the summed log-probabilities) of the cell's best labelling with exactly
+    these counts per label: ``inf`` when the numbers differ or confirmed labels (or labels the
+    classifier gives under ``min_probability``) rule it out. Two readings of one cell compare by it:
+    how much more one misreading the other would have to assume."""
+    fixed = fixed or {}
+    slots = [label for label, k in counts.items() for _ in range(k)]
+    if len(slots) != len(probs) or any(label not in CLASS_INDEX for label in slots):
+        return float("inf")
+    if len(slots) == 0:
+        return 0.0
+    col_class = np.array([CLASS_INDEX[c] for c in slots])
+    logp = np.log(np.clip(probs, 1e-9, 1.0))
+    cost = -logp[:, col_class]
+    if cfg.min_probability > 0:
+        unlikely = logp[:, col_class] < np.log(cfg.min_probability)
+        unlikely[list(fixed)] = False
+        cost[unlikely] = _BIG
+    for row, label in fixed.items():
+        cost[row, col_class != CLASS_INDEX[label]] = _BIG
+    rows, cols = linear_sum_assignment(cost)
+    total = float(cost[rows, cols].sum())
+    return total if total < _BIG / 2 else float("inf")
+
+
 def logit(p: float) -> float:
     p = min(max(float(p), 1e-7), 1 - 1e-7)
     return math.log(p / (1 - p))

@@ -53,6 +53,9 @@ def load_doc(image_path: Path):
         return None
 
 
+TICK_TIP = "Tick: this cell's karyogram goes into the case report"
+
+
 class CaseList(QListWidget):
     openRequested = Signal(object)  # Path
     inReportChanged = Signal(object, bool)  # Path, whether its karyogram goes into the report
@@ -75,7 +78,6 @@ class CaseList(QListWidget):
             item = QListWidgetItem()
             item.setData(PATH_ROLE, path)
             item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
-            item.setToolTip("Tick: this cell's karyogram goes into the case report")
             self.addItem(item)
             self._show(item, load_doc(path))
         self._filling = False
@@ -87,6 +89,7 @@ class CaseList(QListWidget):
         detail = f"{len(doc.chromosomes())}, {iscn_of(doc)}  ·  " if doc is not None and doc.records else ""
         item.setText(f"{item.data(PATH_ROLE).name}  —  {detail}{text}")
         item.setForeground(colour)
+        item.setToolTip(TICK_TIP)
         item.setCheckState(Qt.CheckState.Checked if doc is not None and doc.in_report else Qt.CheckState.Unchecked)
         self._filling = was
 
@@ -164,5 +167,13 @@ class CasePanel(QWidget):
                          f"{self.signed['at'][:16].replace('T', ' ')} UTC</b>")
         self.header.setText("<br>".join(parts))
         self.sign_button.setText("Reopen…" if self.signed else "Sign off…")
+        doubted: dict[str, list[str]] = {}
+        for d in s["doubtful_readings"]:
+            doubted.setdefault(d["image"], []).append(f"could read {d['could_read']} ({d['nats']:.1f} nats more): "
+                                                      f"the case would read {d['case_would_read']}")
         for i, doc in enumerate(docs):  # each session read once per refresh
-            self.list._show(self.list.item(i), doc)
+            item = self.list.item(i)
+            self.list._show(item, doc)
+            if item.data(PATH_ROLE).name in doubted:  # the case karyotype hangs on this cell's reading
+                item.setText(item.text() + "  ·  doubtful")
+                item.setToolTip("\n".join(doubted[item.data(PATH_ROLE).name]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from chromodesk.core.case import CaseSummary, CellEntry, case_iscn, is_clone
@@ -150,3 +151,74 @@ def test_a_tie_between_the_sexes_goes_to_the_stronger_evidence():
     three = cells({"46,XY": 2, "46,XX": 1})
     three[2].sex_costs = {"XX": 0.0, "XY": 1e6}
     assert CaseSummary("c", three).iscn() == "46,XY"
+
+
+def _acrocentric_cell(p13_for_third: float, missing: str = "14"):
+    """A 45-chromosome cell without one ``missing`` acrocentric: sure labels, except one real 13
+    that the classifier reads as 13 with probability ``p13_for_third`` and as 14 otherwise."""
+    import numpy as np
+
+    from chromodesk.core.karyotype import analyse_cell
+    from chromodesk.core.labels import AUTOSOMES, CLASS_INDEX
+
+    labels = [label for label in AUTOSOMES for _ in range(2)] + ["X", "X"]
+    labels.remove(missing)
+    rows, ambiguous = [{"label": label} for label in labels], None
+    probs = []
+    for r in rows:
+        p = np.full(24, 1e-4)
+        if r["label"] == "13" and ambiguous is None:
+            ambiguous = len(probs)
+            p[CLASS_INDEX["13"]], p[CLASS_INDEX["14"]] = p13_for_third, 1 - p13_for_third
+        else:
+            p[CLASS_INDEX[r["label"]]] = 1.0
+        probs.append(p / p.sum())
+    probs = np.array(probs)
+    analysis = analyse_cell(probs)
+    return probs, analysis.iscn, ambiguous
+
+
+def _entry(name: str, p13: float, fixed: dict | None = None) -> CellEntry:
+    probs, iscn, _ = _acrocentric_cell(p13)
+    return CellEntry(name, len(probs), iscn, False, 0, probabilities=probs, fixed=fixed or {})
+
+
+def test_a_case_karyotype_that_hangs_on_a_doubtful_call_is_warned_about():
+    """Three cells that lost a 14, one of which reads a 13 as a 14 at 55%: with a loss in two cells
+    only, the case reads 46,XX — but had that cell been read as the others are (the 13 a 13, at
+    0.2 nats), the case would read 45,XX,-14. The report says so and names the cell; a cell sure of
+    its labels, or whose 14 the technician confirmed, raises no such doubt."""
+    _, doubtful, ambiguous = _acrocentric_cell(0.45)
+    assert doubtful == "45,XX,-13"  # on its own the cell reads a 13 as a 14
+    case = [_entry("a.jpg", 0.999), _entry("b.jpg", 0.999), _entry("c.jpg", 0.45)]
+    summary = CaseSummary("c", case)
+    assert summary.iscn() == "46,XX"  # the cells' own readings are not changed
+    [doubt] = summary.doubts()
+    assert doubt == {"image": "c.jpg", "reads": "45,XX,-13", "could_read": "45,XX,-14",
+                     "nats": pytest.approx(0.2, abs=0.01), "case_would_read": "45,XX,-14"}
+    assert any(w.startswith("c.jpg reads 45,XX,-13, but 45,XX,-14") and "would read 45,XX,-14" in w
+               for w in summary.warnings())
+    assert summary.to_json()["summary"]["doubtful_readings"] == [doubt]
+    sure = [_entry("a.jpg", 0.999), _entry("b.jpg", 0.999), _entry("c.jpg", 1e-4)]
+    assert sure[2].iscn == "45,XX,-13" and CaseSummary("c", sure).doubts() == []
+    confirmed = [_entry("a.jpg", 0.999), _entry("b.jpg", 0.999), _entry("c.jpg", 0.45, fixed={ambiguous: "14"})]
+    assert CaseSummary("c", confirmed).doubts() == []
+    # a doubt that would not change the case karyotype is not raised: in two cells a loss is no line
+    assert CaseSummary("c", case[1:]).iscn() == "46,XX" and CaseSummary("c", case[1:]).doubts() == []
+    # with a fourth cell the -14 line holds three already; the doubtful cell decides the mosaic
+    four = case + [_entry("d.jpg", 0.999)]
+    assert CaseSummary("c", four).iscn() == "mos 45,XX,-14[3]/46,XX[1]"
+    assert [d["case_would_read"] for d in CaseSummary("c", four).doubts()] == ["45,XX,-14"]
+
+
+def test_counts_cost_weighs_a_reading():
+    from chromodesk.core.case import karyotype_counts
+    from chromodesk.core.karyotype import counts_cost
+
+    probs, iscn, ambiguous = _acrocentric_cell(0.45)
+    own, other = counts_cost(probs, karyotype_counts(iscn)), counts_cost(probs, karyotype_counts("45,XX,-14"))
+    assert other - own == pytest.approx(np.log(0.55 / 0.45), abs=1e-3)
+    assert counts_cost(probs, karyotype_counts("46,XX")) == float("inf")  # 45 chromosomes are not 46
+    assert counts_cost(probs, karyotype_counts("45,XX,-14"), fixed={ambiguous: "14"}) == float("inf")
+    assert karyotype_counts("47,XY,+21")["21"] == 3 and karyotype_counts("45,X")["Y"] == 0
+    assert karyotype_counts("46,XY,+21") is None and karyotype_counts("not,a,karyotype") is None

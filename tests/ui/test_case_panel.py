@@ -57,3 +57,41 @@ def test_sign_off_locks_the_case_until_a_recorded_reopening(qtbot, window, cell_
     assert state["history"][-1]["reason"] == "cell 2 relabelled after review"
     ws.set_label(rid, "7")
     assert ws.cell.doc.get(rid).final == "7"
+
+
+def test_a_cell_the_case_karyotype_hangs_on_is_marked(qtbot, tmp_path):
+    """Three saved cells that lost a 14; one reads a 13 as a 14 at 55%. The panel's header warns
+    that the case would read 45,XX,-14 were that cell read as the others, and its line says
+    "doubtful" with the other reading in its tooltip; the sure cells are not marked."""
+    import cv2
+    import numpy as np
+
+    from chromodesk.core.document import Box, Karyotype
+    from chromodesk.core.imaging import load_gray
+    from chromodesk.core.karyotype import assign
+    from chromodesk.core.session import save_session
+    from chromodesk.ui.case import TICK_TIP, CasePanel
+    from tests.core.test_case import _acrocentric_cell
+
+    images = []
+    for name, p13 in (("a", 0.999), ("b", 0.999), ("c", 0.45)):
+        path = tmp_path / f"{name}.png"
+        picture = np.full((200, 300), 230, np.uint8)
+        cv2.ellipse(picture, (150, 100), (8, 30), 20, 0, 360, 60, -1)
+        cv2.imwrite(str(path), picture)
+        probs, _, _ = _acrocentric_cell(p13)
+        doc = Karyotype(str(path), load_gray(path).sha256, 300, 200)
+        ids = [doc.add(Box(2 * i, 10, 2 * i + 5, 40)).id for i in range(len(probs))]
+        for rid, row in zip(ids, probs):
+            doc.set_prediction(rid, row, "test-model")
+        doc.set_assignments(dict(zip(ids, assign(probs)[0])))
+        save_session(doc, default_session_path(path))
+        images.append(path)
+    panel = CasePanel()
+    qtbot.addWidget(panel)
+    panel.set_case(images)
+    header = panel.header.text()
+    assert "46,XX" in header and "c.png reads 45,XX,-13, but 45,XX,-14" in header
+    marked = [panel.list.item(i) for i in range(3)]
+    assert [item.text().endswith("doubtful") for item in marked] == [False, False, True]
+    assert "the case would read 45,XX,-14" in marked[2].toolTip() and marked[0].toolTip() == TICK_TIP
