@@ -254,9 +254,8 @@ class CaseSummary:
     def warnings(self) -> list[str]:
         out = []  # the doubts first: the most a reviewer can act on
         for d in self.doubts():
-            out.append(f"{d['image']} reads {d['reads']}, but {d['could_read']} (as another cell of the case reads) "
-                       f"costs its labels only {d['nats']:.1f} nats more, and the case would read {d['case_would_read']}: "
-                       "compare its chromosomes with the other cells' before reporting")
+            out.append(f"{d['image']} reads {d['reads']}, or {d['could_read']} as another cell does "
+                       f"({d['nats']:.1f} nats apart): the case would then read {d['case_would_read']}; compare before reporting")
         n_counted, n_analysed, n_karyo = len(self.counted), len(self.analysed), len(self.karyotyped)
         if n_counted < MIN_COUNTED:
             out.append(f"{n_counted} cells counted: the standard is at least {MIN_COUNTED}")

@@ -175,5 +175,5 @@ class CasePanel(QWidget):
             item = self.list.item(i)
             self.list._show(item, doc)
             if item.data(PATH_ROLE).name in doubted:  # the case karyotype hangs on this cell's reading
-                item.setText(item.text() + "  ·  doubtful")
+                item.setText("⚠ " + item.text())
                 item.setToolTip("\n".join(doubted[item.data(PATH_ROLE).name]))
