@@ -190,13 +190,17 @@ def write_pdf(case: Case, out: str | Path) -> Path:
         pdf.savefig(fig)
         plt.close(fig)
 
+        doubted: dict[str, list[str]] = {}  # the cells the case karyotype hangs on (see the warnings)
+        for d in s["doubtful_readings"]:
+            doubted.setdefault(d["image"], []).append(d["could_read"])
         for p in range(table_pages):
             fig = plt.figure(figsize=A4)
             fig.text(0.07, 0.95, f"Cells of case {summary.case_id}", fontsize=13, weight="bold")
             part = cells[p * rows_per_page : (p + 1) * rows_per_page]
             ax = fig.add_axes([0.07, 0.08, 0.86, 0.84])
             ax.axis("off")
-            body = [[c.image, str(c.count), c.iscn, f"{c.confirmed}/{c.count}" + (" ✓" if c.reviewed else ""),
+            body = [[c.image, str(c.count), c.iscn + "".join(f"  ⚠ or {o}" for o in doubted.get(c.image, [])),
+                     f"{c.confirmed}/{c.count}" + (" ✓" if c.reviewed else ""),
                      "not analysable" if c.not_analysable else ("report" if c.in_report else ""), c.comment[:30]]
                     for c in part]
             table = ax.table(cellText=body or [["—"] * 6], colLabels=["image", "count", "karyotype", "confirmed", "", "comment"],
