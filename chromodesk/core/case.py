@@ -170,9 +170,15 @@ class CaseSummary:
         now = self.iscn()
         out = []
         for i, cell in enumerate(cells):
-            for other in sorted({c.iscn for c in cells if c.count == cell.count and c.iscn != cell.iscn}):
-                nats = self._reading_cost(cell, other)
-                if nats > DOUBT_NATS:
+            others = sorted({c.iscn for c in cells if c.count == cell.count and c.iscn != cell.iscn})
+            own = karyotype_counts(cell.iscn)
+            if not others or cell.probabilities is None or own is None:
+                continue
+            base = counts_cost(cell.probabilities, own, cell.fixed)
+            for other in others:
+                want = karyotype_counts(other)
+                nats = counts_cost(cell.probabilities, want, cell.fixed) - base if want is not None else float("inf")
+                if not nats <= DOUBT_NATS:  # inf - inf is nan: no doubt either
                     continue
                 moved = cells[:i] + [replace(cell, iscn=other, sex_costs={})] + cells[i + 1:]
                 would = CaseSummary(self.case_id, moved).iscn()
@@ -180,18 +186,6 @@ class CaseSummary:
                     out.append({"image": cell.image, "reads": cell.iscn, "could_read": other,
                                 "nats": round(max(nats, 0.0), 2), "case_would_read": would})
         return out
-
-    @staticmethod
-    def _reading_cost(cell: CellEntry, iscn: str) -> float:
-        """Nats the cell's own labels give up to read ``iscn`` (``inf``: it cannot, or it has no
-        probabilities to say)."""
-        if iscn == cell.iscn:
-            return 0.0
-        want, own = karyotype_counts(iscn), karyotype_counts(cell.iscn)
-        if cell.probabilities is None or want is None or own is None:
-            return float("inf")
-        base = counts_cost(cell.probabilities, own, cell.fixed)
-        return counts_cost(cell.probabilities, want, cell.fixed) - base if np.isfinite(base) else float("inf")
 
     def lines(self) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
         """(cell lines, non-clonal karyotypes), each as (karyotype, number of cells)."""
@@ -251,9 +245,9 @@ class CaseSummary:
             return f"{modal},{sexes.most_common(1)[0][0]}"
         return case_iscn(clonal)
 
-    def warnings(self) -> list[str]:
+    def warnings(self, doubts: list[dict] | None = None) -> list[str]:
         out = []  # the doubts first: the most a reviewer can act on
-        for d in self.doubts():
+        for d in self.doubts() if doubts is None else doubts:
             out.append(f"{d['image']} reads {d['reads']}, or {d['could_read']} as another cell does "
                        f"({d['nats']:.1f} nats apart): the case would then read {d['case_would_read']}; compare before reporting")
         n_counted, n_analysed, n_karyo = len(self.counted), len(self.analysed), len(self.karyotyped)
@@ -273,6 +267,7 @@ class CaseSummary:
         clonal, other = self.lines()
         counts = Counter(c.count for c in self.counted)
         sexes = Counter(changes(c.iscn)[1] for c in self.counted)
+        doubts = self.doubts()
         return {
             "case": self.case_id, "iscn": self.iscn(),
             "cells": [c.to_json() for c in self.cells],
@@ -284,8 +279,8 @@ class CaseSummary:
                 "cell_lines": [{"karyotype": k, "cells": n} for k, n in clonal],
                 "non_clonal": [{"karyotype": k, "cells": n} for k, n in other],
                 "sex_chromosomes": self.main_sex() or (sexes.most_common(1)[0][0] if sexes else None),
-                "doubtful_readings": self.doubts(),
-                "warnings": self.warnings(),
+                "doubtful_readings": doubts,
+                "warnings": self.warnings(doubts),
             },
         }
 
