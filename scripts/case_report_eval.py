@@ -44,6 +44,15 @@ def truth_entry(image: Path) -> CellEntry:
     return CellEntry(image.name, sum(counts.values()), iscn_string(counts), True, 0)
 
 
+def recorded_as(cells: list[dict]) -> str:
+    """The case by cells.csv's own findings: "normal" (every cell), "numerical" (a cell recorded
+    with an aneuploidy, none structural) or "structural or unknown" (outside a numerical report)."""
+    kinds = {r["finding"] for r in cells}
+    if kinds <= {"normal"}:
+        return "normal"
+    return "structural or unknown" if kinds & {"structural", "unknown"} else "numerical"
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--json", default=None)
@@ -68,14 +77,18 @@ def main() -> int:
         truth = CaseSummary(case, [truth_entry(i) for i in images]).iscn()
         findings = sorted({f"{r['finding']}:{r['finding_detail']}" for r in cells if r["finding"] != "normal"})
         out.append({"case": case, "cells": len(cells), "predicted": predicted, "from_annotations": truth,
-                    "agrees": predicted == truth, "recorded_findings": findings})
+                    "agrees": predicted == truth, "recorded_findings": findings, "recorded_as": recorded_as(cells)})
         print(json.dumps(out[-1]), flush=True)
+    by_records = {kind: {"cases": len(rows), "say_46": sum(o["predicted"] in ("46,XX", "46,XY") for o in rows),
+                         "agree_with_annotations": sum(o["agrees"] for o in rows)}
+                  for kind in ("normal", "numerical", "structural or unknown")
+                  for rows in [[o for o in out if o["recorded_as"] == kind]]}
     normal = [o for o in out if o["from_annotations"] in ("46,XX", "46,XY")]
     abnormal = [o for o in out if o not in normal]
     result = {"split": args.split, "cases": len(out), "agreement": sum(o["agrees"] for o in out) / max(len(out), 1),
               "normal_cases": len(normal), "normal_agreement": sum(o["agrees"] for o in normal) / max(len(normal), 1),
               "abnormal_cases": len(abnormal), "abnormal_agreement": sum(o["agrees"] for o in abnormal) / max(len(abnormal), 1),
-              "model_id": model_id, "rows": out}
+              "by_records": by_records, "model_id": model_id, "rows": out}
     if args.cells and kept is None:
         Path(args.cells).parent.mkdir(parents=True, exist_ok=True)
         Path(args.cells).write_bytes(pickle.dumps({"model_id": model_id, "entries": entries}))

@@ -161,6 +161,7 @@ class Workspace(QObject):
         self._render_again = False
         self._save_failed_for: Path | None = None
         self._pending: set[str] = set()
+        self._history_step: str | None = None  # "Undone: …" while the reassignment an undo queued runs
         self._force_next = False
         self._render_timer = QTimer(self, singleShot=True, interval=150)
         self._render_timer.timeout.connect(self._render_karyogram)
@@ -354,11 +355,16 @@ class Workspace(QObject):
             moved = [(rid, old, doc.get(rid).label) for rid, old in shown.items()
                      if rid in doc.records and not doc.get(rid).confirmed and old and doc.get(rid).label
                      and doc.get(rid).label != old]
+            step, self._history_step = self._history_step, None
             if moved:
                 text = ", ".join(f"{rid} {old} → {new}" for rid, old, new in moved[:4])
                 self.relabelled.emit([rid for rid, _, _ in moved])
-                self.message.emit(f"The cell assignment relabelled {text}{' …' if len(moved) > 4 else ''}: "
-                                  "with your change the counts fit better this way (Undo takes it back)")
+                more = " …" if len(moved) > 4 else ""
+                if step:  # an undo or redo moved them back: say so, not "your change"
+                    self.message.emit(f"{step}; the cell assignment follows it: {text}{more}")
+                else:
+                    self.message.emit(f"The cell assignment relabelled {text}{more}: "
+                                      "with your change the counts fit better this way (Undo takes it back)")
 
     def _schedule_save(self) -> None:
         if "save" not in self._pending:
@@ -747,10 +753,18 @@ class Workspace(QObject):
     def after_undo(self) -> None:
         """Select what an undo gave back (a split's or a join's original, a deleted box), so that
         the technician sees it rather than an empty selection."""
+        self._mark_history_step(f"Undone: {self.undo_group.redoText()}")
         self._focus("focus_after_undo", 0)
 
     def after_redo(self) -> None:
+        self._mark_history_step(f"Redone: {self.undo_group.undoText()}")
         self._focus("focus_after_redo", -1)
+
+    def _mark_history_step(self, step: str) -> None:
+        """The reassignment the undo or redo queued (already waiting: timers run in order) reports
+        itself as part of it; the mark is gone right after, whether one ran or not."""
+        self._history_step = step
+        QTimer.singleShot(0, self, lambda: setattr(self, "_history_step", None))
 
     def _focus(self, attr: str, offset: int) -> None:
         cell = self.cell

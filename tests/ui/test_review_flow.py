@@ -252,3 +252,37 @@ def test_a_cell_can_be_marked_not_analysable_with_a_comment_and_it_is_saved(qtbo
     window.undo_action.trigger()
     window.undo_action.trigger()
     assert not doc.not_analysable and doc.comment == ""
+
+
+def test_undo_says_the_assignment_follows_it_not_that_the_user_changed_something(qtbot, window, cell_files):
+    """A 19 confirmed as 21 makes the cell assignment move an unsure 21 to 19; the status bar says
+    so. Undo puts both back, and the status bar says it was the undo (not "your change")."""
+    import numpy as np
+
+    from chromodesk.core.labels import CLASS_INDEX
+
+    open_and_classify(qtbot, window, cell_files[0])
+    ws = window.workspace
+    doc = _doc(window)
+    nineteen = [r.id for r in doc if r.label == "19"]
+    twentyone = [r.id for r in doc if r.label == "21"]
+    a, b = nineteen[0], twentyone[0]
+    for rid, (first, p_first, second) in ((a, ("19", 0.85, "21")), (b, ("21", 0.6, "19"))):
+        p = np.full(len(CLASSES), 0.002)
+        p[CLASS_INDEX[first]], p[CLASS_INDEX[second]] = p_first, 1 - p_first - 0.002 * (len(CLASSES) - 2)
+        doc.set_prediction(rid, p, "fake-model")
+    qtbot.waitUntil(lambda: doc.get(b).label == "21" and doc.get(a).label == "19", timeout=5000)
+    ws.cell.select(a)
+    window.palette.buttons["21"].click()
+    qtbot.waitUntil(lambda: doc.get(b).label == "19", timeout=5000)
+    assert window.statusBar().currentMessage().startswith(f"The cell assignment relabelled {b} 21 → 19")
+    window.undo_action.trigger()
+    qtbot.waitUntil(lambda: doc.get(b).label == "21" and doc.get(a).label == "19", timeout=5000)
+    message = window.statusBar().currentMessage()
+    assert message.startswith("Undone: ") and "the cell assignment follows it:" in message and "your change" not in message
+    assert f"{b} 19 → 21" in message
+    # a later edit of the user's own is reported as theirs again
+    ws.cell.select(a)
+    window.palette.buttons["21"].click()
+    qtbot.waitUntil(lambda: doc.get(b).label == "19", timeout=5000)
+    assert window.statusBar().currentMessage().startswith("The cell assignment relabelled")
