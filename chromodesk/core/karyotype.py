@@ -69,14 +69,21 @@ def _cost_matrix(logp: np.ndarray, sex: tuple[int, int], cfg: AssignmentConfig, 
     columns += ["X"] * n_x + ["Y"] * n_y
     extra += [-cfg.loss_penalty] * (n_x + n_y)  # a sex slot must be filled like an ordinary slot
     col_class = np.array([CLASS_INDEX[c] for c in columns])
-    cost = -logp[:, col_class] + np.array(extra)[None, :]
+    return _slot_costs(logp, col_class, cfg, fixed, np.array(extra)), columns
+
+
+def _slot_costs(logp: np.ndarray, col_class: np.ndarray, cfg: AssignmentConfig, fixed: dict[int, str],
+                extra: np.ndarray | float = 0.0) -> np.ndarray:
+    """-log p of each chromosome (row) in each slot (column of class ``col_class``), plus the slot's
+    ``extra``; ``_BIG`` where a confirmed label or the ``min_probability`` floor forbids it."""
+    cost = -logp[:, col_class] + extra
     if cfg.min_probability > 0:
         unlikely = logp[:, col_class] < np.log(cfg.min_probability)
         unlikely[list(fixed)] = False
         cost[unlikely] = _BIG
     for row, label in fixed.items():
         cost[row, col_class != CLASS_INDEX[label]] = _BIG
-    return cost, columns
+    return cost
 
 
 def _hypothesis(logp: np.ndarray, probs: np.ndarray, name: str, fixed: dict[int, str], cfg: AssignmentConfig):
@@ -146,14 +153,7 @@ def counts_cost(probs: np.ndarray, counts: dict[str, int], fixed: dict[int, str]
     if len(slots) == 0:
         return 0.0
     col_class = np.array([CLASS_INDEX[c] for c in slots])
-    logp = np.log(np.clip(probs, 1e-9, 1.0))
-    cost = -logp[:, col_class]
-    if cfg.min_probability > 0:
-        unlikely = logp[:, col_class] < np.log(cfg.min_probability)
-        unlikely[list(fixed)] = False
-        cost[unlikely] = _BIG
-    for row, label in fixed.items():
-        cost[row, col_class != CLASS_INDEX[label]] = _BIG
+    cost = _slot_costs(np.log(np.clip(probs, 1e-9, 1.0)), col_class, cfg, fixed)
     rows, cols = linear_sum_assignment(cost)
     total = float(cost[rows, cols].sum())
     return total if total < _BIG / 2 else float("inf")
