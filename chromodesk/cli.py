@@ -188,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--karyograms", type=int, default=2, help="karyograms in the report (analysed cells first)")
     r.add_argument("--model")
     r.add_argument("--device", default="auto")
+    r.add_argument("--detect", action="store_true",
+                   help="find the chromosomes with the detector even where annotation files exist (raw images)")
     r.add_argument("--quiet", action="store_true")
     r.set_defaults(func=cmd_report)
     s = sub.add_parser("serve", help="the analysis as a local web service and web page (http://127.0.0.1:8000/)")

@@ -56,9 +56,11 @@ def case_images(paths: list[str | Path]) -> list[Path]:
 
 
 def build_case(paths: list[str | Path], case_id: str | None = None, classifier=None, in_report: int = 2,
-               use_sessions: bool = True, progress=None) -> Case:
+               use_sessions: bool = True, progress=None, detect: bool = False) -> Case:
     """Every cell of the case, from its session or analysed now; the first ``in_report`` analysed
-    cells (or, when none is analysed, counted cells) are chosen for the report's karyograms."""
+    cells (or, when none is analysed, counted cells) are chosen for the report's karyograms.
+    ``detect``: a cell analysed now has its chromosomes found by the detector even where an
+    annotation file lies beside it (as from a raw image)."""
     from chromodesk.core.session import default_session_path, load_session
     from chromodesk.pipeline import analyze
 
@@ -78,7 +80,7 @@ def build_case(paths: list[str | Path], case_id: str | None = None, classifier=N
                 from chromodesk.inference.classifier import Classifier
 
                 classifier = Classifier()
-            doc = analyze(image, classifier=classifier).doc
+            doc = analyze(image, classifier=classifier, ignore_annotations=detect).doc
         docs.append(doc)
         grays.append(image_data.gray)
         if progress:
@@ -242,7 +244,7 @@ def main(args) -> int:
         images = case_images(args.paths)
         bar = tqdm(total=len(images), desc="cells", unit="cell", disable=args.quiet, mininterval=2.0)
         case = build_case(args.paths, args.case_id, classifier, in_report=args.karyograms,
-                          progress=lambda i, n: bar.update(1))
+                          progress=lambda i, n: bar.update(1), detect=getattr(args, "detect", False))
         bar.close()
         if args.out:
             write_pdf(case, args.out)

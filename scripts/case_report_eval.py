@@ -8,7 +8,8 @@ karyotype built the same way from the annotators' own labels, and against cells.
 a second run with the same file reads them from there: the case rules can then be measured
 again without classifying every image anew.
 
-The boxes are the annotators' (given), so this measures the labelling and the case logic;
+The boxes are the annotators' (given), so this measures the labelling and the case logic
+(``--detect``: the shipped detector finds them, as from a lab's raw images);
 the same rules (ISCN clones: a gain in 2 cells, a loss in 3) make both karyotypes.
 """
 
@@ -58,6 +59,7 @@ def main() -> int:
     p.add_argument("--json", default=None)
     p.add_argument("--split", default="test")
     p.add_argument("--cells", default=None, help="a file to keep the analysed cells in (read when it exists)")
+    p.add_argument("--detect", action="store_true", help="from the raw images: the detector finds the chromosomes")
     args = p.parse_args()
     split = json.loads(DEFAULT_MODEL.with_suffix(".split.json").read_text())
     rows = list(csv.DictReader(open(DATA / "cells.csv")))
@@ -72,7 +74,10 @@ def main() -> int:
     out = []
     for case, cells in sorted(by_case.items()):
         images = [DATA / "images" / f"{r['image']}.jpg" for r in cells]
-        entries[case] = kept["entries"][case] if kept else build_case(images, case, classifier, use_sessions=False).summary.cells
+        if kept:
+            entries[case] = kept["entries"][case]
+        else:
+            entries[case] = build_case(images, case, classifier, use_sessions=False, detect=args.detect).summary.cells
         predicted = CaseSummary(case, entries[case]).iscn()
         truth = CaseSummary(case, [truth_entry(i) for i in images]).iscn()
         findings = sorted({f"{r['finding']}:{r['finding_detail']}" for r in cells if r["finding"] != "normal"})
@@ -85,7 +90,7 @@ def main() -> int:
                   for rows in [[o for o in out if o["recorded_as"] == kind]]}
     normal = [o for o in out if o["from_annotations"] in ("46,XX", "46,XY")]
     abnormal = [o for o in out if o not in normal]
-    result = {"split": args.split, "cases": len(out), "agreement": sum(o["agrees"] for o in out) / max(len(out), 1),
+    result = {"split": args.split, "boxes": "detected" if args.detect else "annotations", "cases": len(out), "agreement": sum(o["agrees"] for o in out) / max(len(out), 1),
               "normal_cases": len(normal), "normal_agreement": sum(o["agrees"] for o in normal) / max(len(normal), 1),
               "abnormal_cases": len(abnormal), "abnormal_agreement": sum(o["agrees"] for o in abnormal) / max(len(abnormal), 1),
               "by_records": by_records, "model_id": model_id, "rows": out}

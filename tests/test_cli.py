@@ -186,6 +186,20 @@ def test_report_writes_a_pdf_csv_and_json_for_a_case(tmp_path, random_bundle, ca
     assert "case case42:" in capsys.readouterr().out
 
 
+def test_report_detect_finds_the_chromosomes_of_a_raw_image_despite_its_annotation(sample, random_bundle, tmp_path):
+    """A lab's case of raw images: with --detect every cell's boxes come from the detector, not
+    from the annotation file beside the image (which is what a case without --detect reads)."""
+    from chromodesk.inference.classifier import Classifier
+    from chromodesk.report import build_case
+
+    classifier = Classifier(random_bundle, device="cpu")
+    found = build_case([sample], "c", classifier, use_sessions=False, detect=True)
+    assert {r.origin for r in found.docs[0]} == {"detected"} and 30 <= len(found.docs[0]) <= 60
+    out = tmp_path / "raw.json"
+    assert main(["report", str(sample), "--model", str(random_bundle), "--detect", "--json", str(out), "--quiet"]) == 0
+    assert json.loads(out.read_text())["cells"][0]["count"] == len(found.docs[0].chromosomes())
+
+
 def test_report_of_a_missing_folder_is_one_line(tmp_path, capsys):
     assert main(["report", str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
