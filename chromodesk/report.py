@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import textwrap
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -163,8 +164,13 @@ def write_pdf(case: Case, out: str | Path) -> Path:
             y -= 0.01
             fig.text(0.07, y, "Warnings", fontsize=10, weight="bold", color="#b00000")
             y -= 0.026
-            for w in s["warnings"]:
-                fig.text(0.09, y, "• " + w, fontsize=8.5, color="#b00000", wrap=True)
+            for w in s["warnings"][:12]:  # wrapped by hand: each warning takes the lines it needs
+                lines = textwrap.wrap("• " + w, 118, subsequent_indent="   ")
+                fig.text(0.09, y, "\n".join(lines), fontsize=8.5, color="#b00000", va="top", linespacing=1.3)
+                y -= 0.0155 * len(lines) + 0.008
+            if len(s["warnings"]) > 12:
+                fig.text(0.09, y, f"… and {len(s['warnings']) - 12} more (the JSON lists them all)", fontsize=8.5,
+                         color="#b00000", va="top")
                 y -= 0.024
         y -= 0.02
         comments = [f"{c.image}: {c.comment}" for c in cells if c.comment]
