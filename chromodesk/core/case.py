@@ -68,16 +68,16 @@ class CellEntry:
         chromosomes = doc.chromosomes()
         confirmed = [r for r in chromosomes if r.confirmed]
         scored = [r for r in chromosomes if r.probabilities is not None]
-        sex_costs = normal_sex_costs(np.array([r.probabilities for r in scored]),
-                                     {i: r.final for i, r in enumerate(scored) if r.confirmed}) if scored else {}
+        probs = np.array([r.probabilities for r in scored])
+        fixed = {i: r.final for i, r in enumerate(scored) if r.confirmed}
+        sex_costs = normal_sex_costs(probs, fixed) if scored else {}
         return cls(image=Path(doc.image_path).name, count=len(chromosomes), iscn=iscn_string(doc.counts()),
                    reviewed=bool(chromosomes) and len(confirmed) == len(chromosomes), confirmed=len(confirmed),
                    not_analysable=doc.not_analysable, comment=doc.comment,
                    in_report=doc.in_report if in_report is None else in_report,
                    reviewers=tuple(sorted({r.confirmed_by for r in confirmed if r.confirmed_by})),
                    last_confirmed=max((r.confirmed_at or "" for r in confirmed), default=""), sex_costs=sex_costs,
-                   probabilities=np.array([r.probabilities for r in scored]) if len(scored) == len(chromosomes) else None,
-                   fixed={i: r.final for i, r in enumerate(scored) if r.confirmed})
+                   probabilities=probs if len(scored) == len(chromosomes) else None, fixed=fixed)
 
     def to_json(self) -> dict:
         return {"image": self.image, "count": self.count, "iscn": self.iscn, "reviewed": self.reviewed,

@@ -12,19 +12,11 @@ errors per rule (detection only; the shipped threshold).
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
-import torch
 
-from chromodesk.core.document import Box
-from chromodesk.core.preprocess import PreprocessConfig, enhance_image, mask_regions
-from chromodesk.inference.detector import Detector
-from chromodesk.inference.segmenter import Segmenter
-from low_score_masks import outside_share, paint  # beside this script
-from low_score_overlap import save_rows, score_rule, validation_images
-
-ROOT = Path(__file__).resolve().parents[2]
+from low_score_masks import masked_validation_images, outside_share, paint  # beside this script
+from low_score_overlap import save_rows, score_rule
 
 
 def main() -> int:
@@ -32,18 +24,7 @@ def main() -> int:
     ap.add_argument("--limit", type=int, default=0)
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
-    torch.set_num_threads(1)
-    det = Detector(str(ROOT / "models" / "chromodesk-detector.json"), device="cpu")
-    seg = Segmenter(device="cpu")
-    cfg = PreprocessConfig(outlines=True)
-    truths, cases = [], []
-    for img, truth, pred in validation_images(det, args.limit, threshold=det.meta.threshold):
-        truths.append(truth)
-        pred = pred[np.argsort(-pred[:, 4])]
-        boxes = [Box(*map(int, np.round(p[:4]))) for p in pred]
-        regions = mask_regions(boxes, cfg, img.width, img.height)
-        masks = seg.masks(enhance_image(img.gray, cfg), boxes, regions) if boxes else []
-        cases.append((pred, masks, regions, img.gray.shape))
+    truths, cases, threshold = masked_validation_images(args.limit, use_threshold=True)
     rows = []
     for need in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5):
         preds = []
@@ -54,8 +35,8 @@ def main() -> int:
                     kept.append(i)
                     paint(taken, masks[i], regions[i])
             preds.append(pred[sorted(kept)])
-        score_rule(preds, truths, f"threshold {det.meta.threshold:.2f}, kept when outside >= {need:.2f}", rows,
-                   threshold=det.meta.threshold, outside=need)
+        score_rule(preds, truths, f"threshold {threshold:.2f}, kept when outside >= {need:.2f}", rows,
+                   threshold=threshold, outside=need)
     save_rows(args.json, len(cases), rows)
     return 0
 

@@ -36,23 +36,31 @@ def outside_share(mask: np.ndarray, region: Box, taken: np.ndarray) -> float:
     return float((m & ~taken[region.ymin : region.ymax, region.xmin : region.xmax]).sum() / m.sum())
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--limit", type=int, default=0)
-    ap.add_argument("--json", default=None)
-    args = ap.parse_args()
+def masked_validation_images(limit: int, use_threshold: bool = False):
+    """(truths, cases, the detector's threshold) for the validation images: each case the detections
+    (highest score first, scored >= 0.2, or >= the detector's threshold with ``use_threshold``), the
+    mask network's mask and mask region of each, and the image shape."""
     torch.set_num_threads(1)
     det = Detector(str(ROOT / "models" / "chromodesk-detector.json"), device="cpu")
     seg = Segmenter(device="cpu")
     cfg = PreprocessConfig(outlines=True)
     truths, cases = [], []
-    for img, truth, pred in validation_images(det, args.limit):
+    for img, truth, pred in validation_images(det, limit, *([det.meta.threshold] if use_threshold else [])):
         truths.append(truth)
         pred = pred[np.argsort(-pred[:, 4])]
         boxes = [Box(*map(int, np.round(p[:4]))) for p in pred]
         regions = mask_regions(boxes, cfg, img.width, img.height)
         masks = seg.masks(enhance_image(img.gray, cfg), boxes, regions) if boxes else []
         cases.append((pred, masks, regions, img.gray.shape))
+    return truths, cases, det.meta.threshold
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--limit", type=int, default=0)
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    truths, cases, _ = masked_validation_images(args.limit)
     rows = []
     for low, high, need in [(0.40, 0.40, 0.0), (0.30, 0.30, 0.0), (0.25, 0.25, 0.0), (0.20, 0.20, 0.0),
                             (0.30, 0.40, 0.5), (0.30, 0.40, 0.7), (0.25, 0.40, 0.5), (0.25, 0.40, 0.7),
