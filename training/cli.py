@@ -225,8 +225,12 @@ def cmd_reject(args) -> int:
     cfg = RejectTrainConfig(kind=args.kind, hidden=args.hidden, epochs=args.epochs, max_positive_reject=args.max_positive_reject,
                             max_train_images=args.max_train_images, max_eval_images=args.max_eval_images, seed=args.seed,
                             box_features=not args.no_box_features, max_negative_cover=args.max_negative_cover)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     result = fit_reject_bundle(args.model, args.data, args.out, cfg, detector=args.detector,
-                               evaluate_test=not args.no_test, quiet=args.quiet)
+                               evaluate_test=not args.no_test, quiet=args.quiet, workers=args.workers)
     for part in ("val", "test"):
         if part in result:
             r = result[part]
@@ -374,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--epochs", type=int, default=0, help="0: 30 for crops, 100 for embedding")
     r.add_argument("--max-positive-reject", type=float, default=0.002,
                    help="share of real validation chromosomes the threshold may reject")
-    r.add_argument("--max-train-images", type=int, default=400)
+    r.add_argument("--max-train-images", type=int, default=400, help="0: every training image")
     r.add_argument("--max-eval-images", type=int, default=0, help="cap on validation/test images (quick looks)")
     r.add_argument("--no-test", action="store_true", help="do not report the test cases")
     r.add_argument("--no-box-features", action="store_true",
@@ -382,6 +386,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--max-negative-cover", type=float, default=0.15,
                    help="taught negatives hold at most this share of any chromosome's box")
     r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--workers", type=int, default=1, help="processes that preprocess the images (on the CPU)")
+    r.add_argument("--threads", type=int, default=0, help="torch threads for fitting (0: torch's default)")
     r.add_argument("--quiet", action="store_true")
     r.set_defaults(func=cmd_reject)
     m = sub.add_parser("masks", help="train the mask network (one mask per chromosome, crossings separated)")

@@ -210,26 +210,6 @@ def image_rows(path: Path, classifier, rng: np.random.Generator, cfg: RejectTrai
             "kind": np.array(kind), "label": label, "covered": covered, "probs": probs, "image": np.array([path.stem] * len(feats))}
 
 
-def add_box_features(rows: dict, paths: list[Path], classifier, cfg: RejectTrainConfig, detector, seed: int,
-                     jitter: bool, quiet: bool) -> dict:
-    """Rows cached before the box features: make each image's boxes again from the seed and
-    preprocess them (no network but the mask network), checking that the crops are the cached ones."""
-    rng = np.random.default_rng(seed)
-    out, cov, at = [], [], 0
-    for p in tqdm(paths, desc="box features", unit="image", disable=quiet, mininterval=5.0):
-        gray, boxes, _, _, _, covered = image_boxes(p, rng, cfg, detector, jitter)
-        crops = preprocess_cell(gray, boxes, classifier.preprocess, segment=segment_of(classifier))
-        n = len(boxes)
-        if not (np.all(rows["image"][at : at + n] == p.stem) and np.array_equal(rows["img"][at : at + n], crops.images)):
-            raise ValueError(f"cached reject rows of {p.name} are not the boxes its seed makes; delete the cache")
-        out.append(crops.reject_features)
-        cov.append(covered)
-        at += n
-    if at != len(rows["target"]):
-        raise ValueError(f"cached reject rows: {len(rows['target'])} rows, {at} boxes made again")
-    return dict(rows, rfeat=np.concatenate(out), covered=np.concatenate(cov))
-
-
 @torch.inference_mode()
 def embed(classifier, images: np.ndarray, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The crop network's embeddings (four flips averaged) and probabilities, as the app computes
@@ -244,32 +224,67 @@ def embed(classifier, images: np.ndarray, features: np.ndarray) -> tuple[np.ndar
     return np.concatenate(embs), np.concatenate(probs)
 
 
+def image_rng(seed: int, index: int) -> np.random.Generator:
+    """Each image's boxes from its own stream, so images can be made in any order, in parallel."""
+    return np.random.default_rng([seed, index])
+
+
+# a worker process's own classifier and detector (loaded once per process)
+_WORKER: dict = {}
+
+
+def _worker_init(classifier_path: str, detector_path: str | None) -> None:
+    from chromodesk.inference.classifier import Classifier
+    from chromodesk.inference.detector import Detector
+
+    torch.set_num_threads(1)
+    _WORKER["classifier"] = Classifier(classifier_path, device="cpu")
+    _WORKER["detector"] = Detector(detector_path, device="cpu") if detector_path else None
+
+
+def _worker_rows(job) -> dict:
+    path, cfg, seed, index, jitter = job
+    return image_rows(path, _WORKER["classifier"], image_rng(seed, index), cfg, _WORKER["detector"], jitter)
+
+
 def collect(paths: list[Path], classifier, cfg: RejectTrainConfig, detector, seed: int, jitter: bool, quiet: bool,
-            cache: Path | None = None) -> dict:
-    """Every image's rows; kept in ``cache`` (an .npz) so that refitting the head reads them back."""
+            cache: Path | None = None, workers: int = 1) -> dict:
+    """Every image's rows; kept in ``cache`` (an .npz) so that refitting the head reads them back.
+    With ``workers`` > 1 the images are preprocessed in that many processes (the same rows)."""
     import hashlib
 
-    key = hashlib.sha256("|".join(["rows-v2", classifier.model_id, getattr(detector, "model_id", "none"), str(seed), str(jitter),
+    key = hashlib.sha256("|".join(["rows-v3", classifier.model_id, getattr(detector, "model_id", "none"), str(seed), str(jitter),
                                    str(cfg.negatives_per_kind)] + [str(p) for p in paths]).encode()).hexdigest()[:12]
     path = cache / f"reject-rows-{key}.npz" if cache else None
     if path is not None and path.is_file():
         with np.load(path, allow_pickle=False) as z:
-            rows = {k: z[k] for k in z.files}
-        if "rfeat" not in rows and "img" in rows:
-            rows = add_box_features(rows, paths, classifier, cfg, detector, seed, jitter, quiet)
-            tmp = path.with_suffix(".tmp.npz")
-            np.savez(tmp, **rows)
-            tmp.replace(path)
-        if "rfeat" in rows:
-            return rows
-    rng = np.random.default_rng(seed)
-    rows = [image_rows(p, classifier, rng, cfg, detector, jitter)
-            for p in tqdm(paths, desc="boxes", unit="image", disable=quiet, mininterval=5.0)]
+            return {k: z[k] for k in z.files}
+    progress = dict(desc="boxes", unit="image", total=len(paths), disable=quiet, mininterval=5.0)
+    if workers > 1 and device_is_cpu(classifier):
+        import multiprocessing as mp
+
+        jobs = [(p, cfg, seed, i, jitter) for i, p in enumerate(paths)]
+        init = (str(classifier.path), str(detector.path) if detector is not None else None)
+        # spawn, not fork: a forked child of a process that has run torch can hang in its thread pool
+        with mp.get_context("spawn").Pool(workers, _worker_init, init) as pool:
+            rows = list(tqdm(pool.imap(_worker_rows, jobs, chunksize=2), **progress))
+    else:
+        rows = [image_rows(p, classifier, image_rng(seed, i), cfg, detector, jitter)
+                for i, p in tqdm(list(enumerate(paths)), **progress)]
     out = {k: np.concatenate([r[k] for r in rows]) for k in rows[0]}
     if path is not None:
+        from chromodesk.core.atomic import atomic_write_bytes
+        import io
+
+        buf = io.BytesIO()
+        np.savez(buf, **out)
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, **out)
+        atomic_write_bytes(path, buf.getvalue())
     return out
+
+
+def device_is_cpu(classifier) -> bool:
+    return str(classifier.device) == "cpu"
 
 
 # -- fitting ----------------------------------------------------------------------------------
@@ -391,7 +406,8 @@ def split_paths(data: str, split: dict, part: str) -> list[Path]:
 
 
 def fit_reject_bundle(model: str | None, data: str, out: str, cfg: RejectTrainConfig = RejectTrainConfig(),
-                      detector: str | None = None, evaluate_test: bool = True, quiet: bool = False) -> dict:
+                      detector: str | None = None, evaluate_test: bool = True, quiet: bool = False,
+                      workers: int = 1) -> dict:
     """Fit the head on the bundle's training cases, choose the threshold on its validation cases,
     write ``out`` (the same classifier plus the head); with ``evaluate_test`` also report the test cases."""
     from chromodesk.core.atomic import atomic_write_text
@@ -419,15 +435,15 @@ def fit_reject_bundle(model: str | None, data: str, out: str, cfg: RejectTrainCo
     import os
 
     cache = Path(os.environ.get("CHROMODESK_CACHE", Path.home() / ".cache" / "chromodesk"))
-    train = collect(train_paths, classifier, cfg, det, cfg.seed, True, quiet, cache)
-    val = collect(val_paths, classifier, cfg, det, cfg.seed + 1, True, quiet, cache)
+    train = collect(train_paths, classifier, cfg, det, cfg.seed, True, quiet, cache, workers)
+    val = collect(val_paths, classifier, cfg, det, cfg.seed + 1, True, quiet, cache, workers)
     head = fit_head(train, cfg, classifier.model.embedding_width, quiet)
     threshold = choose_threshold(reject_scores(head, val, cfg.box_features), val, cfg.max_positive_reject)
     result = {"config": cfg.to_dict(), "n_train_rows": int(len(train["target"])), "threshold": threshold,
               "val": reject_report(reject_scores(head, val, cfg.box_features), val, threshold)}
     log(f"threshold {threshold:.3f}: validation {json.dumps(result['val'])}")
     if evaluate_test:
-        test = collect(test_paths, classifier, cfg, det, cfg.seed + 2, False, quiet, cache)
+        test = collect(test_paths, classifier, cfg, det, cfg.seed + 2, False, quiet, cache, workers)
         result["test"] = reject_report(reject_scores(head, test, cfg.box_features), test, threshold)
         log(f"test {json.dumps(result['test'])}")
     net, meta = classifier.model.cpu(), classifier.meta

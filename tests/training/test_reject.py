@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -85,3 +87,26 @@ def test_the_crop_network_learns_what_holds_a_chromosome():
     scores = reject_scores(head, val, False)
     report = reject_report(scores, val, choose_threshold(scores, val, max_positive_reject=0.01))
     assert report["chromosomes_rejected"] <= 0.01 and report["empty_boxes_rejected"] > 0.9
+
+
+def test_rows_made_in_worker_processes_are_the_rows_made_in_one(tmp_path, one_torch_thread):
+    """``reject --workers 2`` must teach the same boxes as one process (each image has its own
+    random stream), and the cache gives them back unchanged."""
+    from chromodesk.inference.classifier import Classifier
+    from training.reject import RejectTrainConfig, collect
+
+    samples = Path(__file__).resolve().parents[2] / "resources" / "samples"
+    paths = [samples / "103201.jpg", samples / "1054073.jpg"]
+    classifier = Classifier(device="cpu")
+    cfg = RejectTrainConfig(negatives_per_kind=3)
+    one = collect(paths, classifier, cfg, None, 5, True, True)
+    two = collect(paths, classifier, cfg, None, 5, True, True, cache=tmp_path, workers=2)
+    cached = collect(paths, classifier, cfg, None, 5, True, True, cache=tmp_path)
+    assert set(one) == set(two) == set(cached)
+    assert (one["kind"] == "background").sum() == 6 and (one["image"] == "1054073").any()
+    for k in one:
+        for other in (two, cached):
+            if one[k].dtype.kind == "f":
+                np.testing.assert_allclose(one[k], other[k], atol=1e-5, err_msg=k)
+            else:
+                np.testing.assert_array_equal(one[k], other[k], err_msg=k)
