@@ -27,7 +27,9 @@ cases so that at most ``max_positive_reject`` of real chromosomes are rejected.
 
 from __future__ import annotations
 
+import io
 import json
+import multiprocessing
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -37,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from chromodesk.core.atomic import atomic_write_bytes, atomic_write_text
 from chromodesk.core.document import Box
 from chromodesk.core.imaging import load_gray
 from chromodesk.core.labels import CLASS_INDEX
@@ -260,31 +263,23 @@ def collect(paths: list[Path], classifier, cfg: RejectTrainConfig, detector, see
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
     progress = dict(desc="boxes", unit="image", total=len(paths), disable=quiet, mininterval=5.0)
-    if workers > 1 and device_is_cpu(classifier):
-        import multiprocessing as mp
-
+    # worker processes only on the CPU: on a GPU one process keeps the device busy
+    if workers > 1 and str(classifier.device) == "cpu":
         jobs = [(p, cfg, seed, i, jitter) for i, p in enumerate(paths)]
         init = (str(classifier.path), str(detector.path) if detector is not None else None)
         # spawn, not fork: a forked child of a process that has run torch can hang in its thread pool
-        with mp.get_context("spawn").Pool(workers, _worker_init, init) as pool:
+        with multiprocessing.get_context("spawn").Pool(workers, _worker_init, init) as pool:
             rows = list(tqdm(pool.imap(_worker_rows, jobs, chunksize=2), **progress))
     else:
         rows = [image_rows(p, classifier, image_rng(seed, i), cfg, detector, jitter)
                 for i, p in tqdm(list(enumerate(paths)), **progress)]
     out = {k: np.concatenate([r[k] for r in rows]) for k in rows[0]}
     if path is not None:
-        from chromodesk.core.atomic import atomic_write_bytes
-        import io
-
         buf = io.BytesIO()
         np.savez(buf, **out)
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(path, buf.getvalue())
     return out
-
-
-def device_is_cpu(classifier) -> bool:
-    return str(classifier.device) == "cpu"
 
 
 # -- fitting ----------------------------------------------------------------------------------
@@ -410,7 +405,6 @@ def fit_reject_bundle(model: str | None, data: str, out: str, cfg: RejectTrainCo
                       workers: int = 1) -> dict:
     """Fit the head on the bundle's training cases, choose the threshold on its validation cases,
     write ``out`` (the same classifier plus the head); with ``evaluate_test`` also report the test cases."""
-    from chromodesk.core.atomic import atomic_write_text
     from chromodesk.core.errors import InputError
     from chromodesk.inference.bundle import save_bundle
     from chromodesk.inference.detector import Detector
