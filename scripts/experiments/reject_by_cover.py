@@ -11,17 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-from pathlib import Path
 
 import numpy as np
+from reject_compare import shipped_rows  # beside this script
 
 from chromodesk.core.atomic import atomic_write_text
-from chromodesk.inference.detector import DEFAULT_DETECTOR, Detector
-from training.evaluate import classifier_with_split
-from training.reject import EMPTY_KINDS, RejectTrainConfig, collect, reject_scores, split_paths
-
-DATA = "../shared/datasets/tseng2023-gband-metaphases"  # relative, as the tool was run (part of the cache key)
+from training.reject import EMPTY_KINDS, reject_report, reject_scores
 BANDS = (("none", 0.0, 0.0), ("up to 5%", 0.0, 0.05), ("5-10%", 0.05, 0.10), ("10-15%", 0.10, 0.15))
 
 
@@ -43,15 +38,13 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
-    classifier, _, split = classifier_with_split(None, "rows")
-    det = Detector(str(DEFAULT_DETECTOR), device="cpu")
-    cache = Path(os.environ.get("CHROMODESK_CACHE", Path.home() / ".cache" / "chromodesk"))
-    parts = {"val": (1, True)} | ({"test": (2, False)} if args.test else {})
+    classifier, parts = shipped_rows(["val", "test"] if args.test else ["val"], args.workers)
     model = classifier.model
     result = {"model": classifier.model_id, "threshold": model.reject_cfg.threshold}
-    for part, (seed, jitter) in parts.items():
-        rows = collect(split_paths(DATA, split, part), classifier, RejectTrainConfig(), det, seed, jitter, False, cache, args.workers)
-        rejected = reject_scores(model.reject, rows, model.reject_cfg.box_features) >= model.reject_cfg.threshold
+    for part, rows in parts.items():
+        scores = reject_scores(model.reject, rows, model.reject_cfg.box_features)
+        result[f"{part}_report"] = reject_report(scores, rows, model.reject_cfg.threshold)  # the tool's own report
+        rejected = scores >= model.reject_cfg.threshold
         result[part] = by_cover(rows, rejected)
         real = (rows["kind"] == "chromosome") & (rows["label"] >= 0)
         result[part]["real_chromosomes"] = {"n": int(real.sum()), "rejected": round(float(rejected[real].mean()), 4)}

@@ -24,6 +24,16 @@ from training.reject import RejectTrainConfig, collect, reject_report, reject_sc
 # relative, as the tool was run (the cache key holds the image paths): run from the project root
 DATA = "../shared/datasets/tseng2023-gband-metaphases"
 SHOWN = ("background", "classical", "detector", "fragment", "merged")
+PARTS = {"val": (1, True), "test": (2, False)}  # the tool's seed and shifted positives per part
+
+
+def shipped_rows(parts: list[str], workers: int = 1):
+    """The shipped classifier and the reject rows the tool caches for it and the shipped detector."""
+    classifier, _, split = classifier_with_split(None, "rows")
+    det = Detector(str(DEFAULT_DETECTOR), device="cpu")
+    cache = Path(os.environ.get("CHROMODESK_CACHE", Path.home() / ".cache" / "chromodesk"))
+    return classifier, {part: collect(split_paths(DATA, split, part), classifier, RejectTrainConfig(), det, *PARTS[part],
+                                      False, cache, workers) for part in parts}
 
 
 def main() -> int:
@@ -33,13 +43,7 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
-    classifier, _, split = classifier_with_split(None, "rows")
-    det = Detector(str(DEFAULT_DETECTOR), device="cpu")
-    cache = Path(os.environ.get("CHROMODESK_CACHE", Path.home() / ".cache" / "chromodesk"))
-    cfg = RejectTrainConfig()
-    parts = {"val": collect(split_paths(DATA, split, "val"), classifier, cfg, det, 1, True, False, cache, args.workers)}
-    if args.test:
-        parts["test"] = collect(split_paths(DATA, split, "test"), classifier, cfg, det, 2, False, False, cache, args.workers)
+    _, parts = shipped_rows(["val", "test"] if args.test else ["val"], args.workers)
     nets = {"shipped": Classifier(str(DEFAULT_MODEL), device="cpu").model}
     if args.candidate:
         nets["candidate"] = Classifier(args.candidate, device="cpu").model
