@@ -282,6 +282,20 @@ def collect(paths: list[Path], classifier, cfg: RejectTrainConfig, detector, see
     return out
 
 
+# each part's random stream (added to the config's seed) and whether its real chromosomes are
+# also taught shifted; the test part is only measured
+PART_STREAMS = {"train": (0, True), "val": (1, True), "test": (2, False)}
+
+
+def part_rows(part: str, paths: list[Path], classifier, cfg: RejectTrainConfig, detector, quiet: bool,
+              workers: int = 1) -> dict:
+    """One part's rows as the tool makes and caches them (in ``training.data.CACHE_DIR``)."""
+    from .data import CACHE_DIR
+
+    offset, jitter = PART_STREAMS[part]
+    return collect(paths, classifier, cfg, detector, cfg.seed + offset, jitter, quiet, CACHE_DIR, workers)
+
+
 # -- fitting ----------------------------------------------------------------------------------
 def fit_head(train: dict, cfg: RejectTrainConfig, embedding_width: int, quiet: bool = True) -> torch.nn.Module:
     torch.manual_seed(cfg.seed)
@@ -426,18 +440,15 @@ def fit_reject_bundle(model: str | None, data: str, out: str, cfg: RejectTrainCo
     if not train_paths or not val_paths:
         raise InputError(split_path, "the split has no training or no validation images in the given data")
     log(f"{len(train_paths)} training / {len(val_paths)} validation images")
-    import os
-
-    cache = Path(os.environ.get("CHROMODESK_CACHE", Path.home() / ".cache" / "chromodesk"))
-    train = collect(train_paths, classifier, cfg, det, cfg.seed, True, quiet, cache, workers)
-    val = collect(val_paths, classifier, cfg, det, cfg.seed + 1, True, quiet, cache, workers)
+    train = part_rows("train", train_paths, classifier, cfg, det, quiet, workers)
+    val = part_rows("val", val_paths, classifier, cfg, det, quiet, workers)
     head = fit_head(train, cfg, classifier.model.embedding_width, quiet)
     threshold = choose_threshold(reject_scores(head, val, cfg.box_features), val, cfg.max_positive_reject)
     result = {"config": cfg.to_dict(), "n_train_rows": int(len(train["target"])), "threshold": threshold,
               "val": reject_report(reject_scores(head, val, cfg.box_features), val, threshold)}
     log(f"threshold {threshold:.3f}: validation {json.dumps(result['val'])}")
     if evaluate_test:
-        test = collect(test_paths, classifier, cfg, det, cfg.seed + 2, False, quiet, cache, workers)
+        test = part_rows("test", test_paths, classifier, cfg, det, quiet, workers)
         result["test"] = reject_report(reject_scores(head, test, cfg.box_features), test, threshold)
         log(f"test {json.dumps(result['test'])}")
     net, meta = classifier.model.cpu(), classifier.meta

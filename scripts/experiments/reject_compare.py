@@ -11,29 +11,25 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-from pathlib import Path
 
 from chromodesk.core.atomic import atomic_write_text
 from chromodesk.inference.bundle import DEFAULT_MODEL
 from chromodesk.inference.classifier import Classifier
 from chromodesk.inference.detector import DEFAULT_DETECTOR, Detector
 from training.evaluate import classifier_with_split
-from training.reject import RejectTrainConfig, collect, reject_report, reject_scores, split_paths
+from training.reject import RejectTrainConfig, part_rows, reject_report, reject_scores, split_paths
 
 # relative, as the tool was run (the cache key holds the image paths): run from the project root
 DATA = "../shared/datasets/tseng2023-gband-metaphases"
 SHOWN = ("background", "classical", "detector", "fragment", "merged")
-PARTS = {"val": (1, True), "test": (2, False)}  # the tool's seed and shifted positives per part
 
 
 def shipped_rows(parts: list[str], workers: int = 1):
     """The shipped classifier and the reject rows the tool caches for it and the shipped detector."""
     classifier, _, split = classifier_with_split(None, "rows")
     det = Detector(str(DEFAULT_DETECTOR), device="cpu")
-    cache = Path(os.environ.get("CHROMODESK_CACHE", Path.home() / ".cache" / "chromodesk"))
-    return classifier, {part: collect(split_paths(DATA, split, part), classifier, RejectTrainConfig(), det, *PARTS[part],
-                                      False, cache, workers) for part in parts}
+    return classifier, {part: part_rows(part, split_paths(DATA, split, part), classifier, RejectTrainConfig(), det, False, workers)
+                        for part in parts}
 
 
 def main() -> int:
