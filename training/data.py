@@ -182,14 +182,18 @@ def load_source(path: str | Path, cfg: PreprocessConfig, workers: int | None = N
         _save(cache, data)
         return data
 
+    jobs = [(p, cfg) for p in images] if kind == "voc" else \
+        [(root, cell, rs, cfg) for cell, rs in labelled_rows_by_cell(rows).items()]
+    data = _preprocess(root, kind, jobs, workers, progress)
+    _save(cache, data)
+    return data
+
+
+def _preprocess(root: Path, kind: str, jobs: list[tuple], workers: int | None, progress) -> CropSet:
+    """Run the preprocessing jobs of one source (``_one_voc_image`` or ``_one_crop_cell``) in a process pool."""
     workers = workers or max(1, (os.cpu_count() or 1))
+    fn = _one_voc_image if kind == "voc" else _one_crop_cell
     parts = []
-    if kind == "voc":
-        jobs = [(p, cfg) for p in images]
-        fn = _one_voc_image
-    else:
-        jobs = [(root, cell, rs, cfg) for cell, rs in labelled_rows_by_cell(rows).items()]
-        fn = _one_crop_cell
     with ProcessPoolExecutor(workers) as pool:
         for i, out in enumerate(pool.map(fn, jobs, chunksize=4)):
             if progress:
@@ -206,9 +210,33 @@ def load_source(path: str | Path, cfg: PreprocessConfig, workers: int | None = N
                                  np.array([root.name] * n)))
     if not parts:
         raise InputError(root, "no labelled chromosomes found")
-    data = CropSet.concat(parts)
-    _save(cache, data)
-    return data
+    return CropSet.concat(parts)
+
+
+def load_part(values: list[str], pre: PreprocessConfig, split: dict[str, str], part: str,
+              workers: int | None = None) -> CropSet:
+    """The chromosomes of one part of a case split (e.g. ``"val"``), preprocessed now and not
+    cached: a quick look at a new preprocessing or input size without preprocessing every image
+    of every source first. With ``pre.companion_crops`` the companion's crops come along."""
+    if pre.companion_crops:
+        data = load_part(values, replace(pre, companion_crops=False), split, part, workers)
+        other = load_part(values, companion_config(pre), split, part, workers)
+        data.companion_images, data.companion_features = other.images, other.features
+        return data
+    parts = []
+    for root, _ in _parse_sources(values):
+        if source_kind(root) == "voc":
+            jobs = [(p, pre) for p in _voc_images(root) if split.get(f"{root.name}/{case_of_image(p.stem)}") == part]
+            kind = "voc"
+        else:
+            jobs = [(root, cell, rs, pre) for cell, rs in labelled_rows_by_cell(read_labels_csv(root)).items()
+                    if split.get(f"{root.name}/{rs[0].get('case') or cell}") == part]
+            kind = "crops"
+        if jobs:
+            parts.append(_preprocess(root, kind, jobs, workers, None))
+    if not parts:
+        raise InputError(None, f"no chromosomes of the {part!r} cases in {', '.join(values)}")
+    return CropSet.concat(parts)
 
 
 def _save(cache: Path, data: CropSet) -> None:

@@ -132,8 +132,9 @@ def _scheduler(cfg: TrainConfig, opt, steps_per_epoch: int, clock: "Clock"):
 def _initial_model(cfg: TrainConfig, pre: PreprocessConfig) -> ChromosomeNet:
     """Random weights, or a bundle's (a lab fine-tuning the shipped model on its corrections).
 
-    The bundle must match the run's architecture and input size; other preprocessing
-    differences (filters) are what fine-tuning adapts to.
+    The bundle must match the run's architecture; other preprocessing differences (filters) are
+    what fine-tuning adapts to. Another input size is allowed where the network pools globally
+    (ResNets): fine-tuning at a larger size keeps what was learned and reads finer bands.
     """
     if not cfg.init_from:
         return ChromosomeNet(cfg.arch, len(CLASSES), len(FEATURE_NAMES))
@@ -143,7 +144,7 @@ def _initial_model(cfg: TrainConfig, pre: PreprocessConfig) -> ChromosomeNet:
     model, meta = load_bundle(cfg.init_from)
     if meta.architecture != cfg.arch:
         raise InputError(bundle_paths(cfg.init_from)[0], f"is a {meta.architecture}, but the run trains {cfg.arch} (--arch)")
-    if meta.input_size != pre.size:
+    if meta.input_size != pre.size and not cfg.arch.startswith("resnet"):
         raise InputError(bundle_paths(cfg.init_from)[0], f"takes {meta.input_size} px crops, but the run uses {pre.size} px (--input-size)")
     # a retrained crop network changes what its cell-context stage and its "not a chromosome" head were
     # fitted to (the embedding they read): both are dropped, to be refitted (`context`, `reject`)
