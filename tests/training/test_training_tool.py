@@ -132,11 +132,16 @@ def test_fine_tuning_starts_from_the_given_bundle(tiny_crops, tmp_path, capsys):
     tuned_model, tuned_meta = load_bundle(again / "model.json")
     assert tuned_meta.reject is None and tuned_model.reject is None
 
+    # a ResNet pools globally: fine-tuned on larger crops (finer bands) it starts from the bundle's weights
+    bigger = [a for a in common if a not in ("--input-size", "32")] + ["--input-size", "48"]
+    assert main(["fit", *bigger, "--out", str(tmp_path / "big"), "--lr", "1e-9", "--init", str(base / "model.json")]) == 0
+    assert read_meta(tmp_path / "big" / "model.json").input_size == 48
+    assert abs(load_file(str(tmp_path / "big" / "model.safetensors"))[name] - w_base).max() < 1e-5
+
     capsys.readouterr()
-    wrong_size = [a for a in common if a not in ("--input-size", "32")] + ["--input-size", "48"]
-    rc = main(["fit", *wrong_size, "--out", str(tmp_path / "bad"), "--init", str(base / "model.json")])
+    rc = main(["fit", *common, "--arch", "vgg16", "--out", str(tmp_path / "bad"), "--init", str(base / "model.json")])
     err = capsys.readouterr().err.strip()
-    assert rc == 2 and err.count("\n") == 0 and "model.json" in err and "32 px" in err
+    assert rc == 2 and err.count("\n") == 0 and "model.json" in err and "resnet18" in err
 
 
 def test_orientation_tool_trains_and_reports_on_held_out_cases(tiny_crops, tmp_path):
@@ -166,3 +171,23 @@ def test_straightened_crops_are_made_from_the_cached_crops(tiny_crops, tmp_path,
     assert np.array_equal(straight.images, np.stack([straighten_crop(c) for c in plain.images]))
     assert np.array_equal(straight.labels, plain.labels) and np.array_equal(straight.features, plain.features)
     assert len(list(tmp_path.glob("crops/*.npz"))) == 2
+
+
+def test_one_part_of_the_split_alone_gives_that_part_of_the_whole(tiny_crops, tmp_path, monkeypatch):
+    """``load_part`` preprocesses only the cases of one part (a quick look at validation with a
+    new crop size): the same chromosomes, crops and labels as the whole source cut to that part,
+    and nothing cached."""
+    from chromodesk.core.preprocess import PreprocessConfig
+    from training import data
+    from training.evaluate import select
+
+    monkeypatch.setattr(data, "CACHE_DIR", tmp_path)
+    whole = data.load_source(tiny_crops, PreprocessConfig(), workers=1)
+    split = data.make_split(whole)
+    cached = set(tmp_path.glob("crops/*.npz"))
+    part = data.load_part([str(tiny_crops)], PreprocessConfig(), split, "val", workers=1)
+    expected = select(whole, split, "val")
+    assert 0 < len(part) < len(whole)
+    for field in ("images", "features", "labels", "cells", "cases", "source"):
+        assert np.array_equal(getattr(part, field), getattr(expected, field))
+    assert set(tmp_path.glob("crops/*.npz")) == cached
