@@ -19,15 +19,15 @@ import numpy as np
 import torch
 
 from chromodesk.inference.classifier import Classifier
-from training.data import CropSet, load_part
-from training.evaluate import bundle_split
+from training.data import CropSet, load_data, load_part
+from training.evaluate import bundle_split, select
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = [str(ROOT.parent / "shared" / "datasets" / n) for n in
         ("tseng2023-gband-metaphases", "gband-karyogram-chromosomes", "bioimlab-qband-chromosomes")]
 
 
-def val_crops(clf: Classifier, split: dict, cache: Path) -> CropSet:
+def val_crops(clf: Classifier, split: dict, cache: Path, whole: bool = False) -> CropSet:
     """The validation crops ``clf`` reads (with its companion's), from ``cache`` when made before."""
     path = cache / f"val-{clf.preprocess.digest()}.npz"
     if path.is_file():
@@ -36,7 +36,10 @@ def val_crops(clf: Classifier, split: dict, cache: Path) -> CropSet:
         if "companion_images" in z:
             data.companion_images, data.companion_features = z["companion_images"], z["companion_features"]
         return data
-    data = load_part(DATA, clf.preprocess, split, "val")
+    if whole:  # the sources' whole crop caches are there (a training run made them): cut them
+        data = select(load_data(DATA, clf.preprocess, quiet=True)[0], split, "val")
+    else:
+        data = load_part(DATA, clf.preprocess, split, "val")
     cache.mkdir(parents=True, exist_ok=True)
     extra = {} if data.companion_images is None else {"companion_images": data.companion_images,
                                                        "companion_features": data.companion_features}
@@ -48,6 +51,8 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--other", nargs="*", default=[], help="crop-network bundles at other input sizes")
     ap.add_argument("--cache", default=str(ROOT / "runs" / "val-crops"))
+    ap.add_argument("--whole-caches", action="store_true",
+                    help="the other bundles' crops from the sources' whole crop caches ($CHROMODESK_CACHE), cut to validation")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     torch.set_num_threads(2)
@@ -63,7 +68,7 @@ def main() -> int:
     probs["threshold 64"] = base.predict_arrays(*data.companion)
     for o in args.other:
         clf = Classifier(o, device="cpu")
-        other = val_crops(clf, split, Path(args.cache))
+        other = val_crops(clf, split, Path(args.cache), args.whole_caches)
         if not (np.array_equal(other.labels, labels) and np.array_equal(other.cells, data.cells)):
             raise SystemExit(f"{o}: its crops do not list the same chromosomes in the same order")
         probs[f"{Path(o).parent.name} {clf.preprocess.size}"] = clf.predict_arrays(other.images, other.features)
