@@ -72,15 +72,21 @@ def main() -> int:
         for k in range(2, len(names) + 1):
             for combo in itertools.combinations(names, k):
                 variants["mean " + "+".join(combo)] = sum(probs[n] for n in combo) / k
+    score_variants(variants, labels, source, args.json)
+    return 0
+
+
+def score_variants(variants: dict[str, np.ndarray], labels: np.ndarray, source: np.ndarray, json_path: str | None) -> None:
+    """Top-1 accuracy of each variant's probabilities, over all and per source: printed, and
+    written to ``json_path`` when given."""
     rows = {}
     for name, p in variants.items():
         right = p.argmax(1) == labels
         rows[name] = {"all": float(right.mean()),
                       **{s: float(right[source == s].mean()) for s in sorted(set(source.tolist()))}}
-        print(f"{name:10s} " + "  ".join(f"{k} {v:.4f}" for k, v in rows[name].items()), flush=True)
-    if args.json:
-        Path(args.json).write_text(json.dumps({"split": "val", "n": int(len(labels)), "rows": rows}, indent=1))
-    return 0
+        print(f"{name:40s} " + "  ".join(f"{k} {v:.4f}" for k, v in rows[name].items()), flush=True)
+    if json_path:
+        Path(json_path).write_text(json.dumps({"split": "val", "n": int(len(labels)), "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":

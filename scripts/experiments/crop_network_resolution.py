@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from chromodesk.inference.classifier import Classifier
+from crop_network_pair import score_variants  # beside this script
 from training.data import CropSet, load_data, load_part
 from training.evaluate import bundle_split, select
 
@@ -79,13 +79,7 @@ def main() -> int:
             variants["mean " + " + ".join(combo)] = sum(probs[n] for n in combo) / k
     for o in [n for n in singles if n not in ("outline 64", "threshold 64")]:
         variants[f"mean pair (as one) + {o}"] = (probs["pair (shipped)"] + probs[o]) / 2
-    rows = {}
-    for name, p in variants.items():
-        right = p.argmax(1) == labels
-        rows[name] = {"all": float(right.mean()), **{s: float(right[source == s].mean()) for s in sorted(set(source.tolist()))}}
-        print(f"{name:48s} " + "  ".join(f"{k[:10]} {v:.4f}" for k, v in rows[name].items()), flush=True)
-    if args.json:
-        Path(args.json).write_text(json.dumps({"split": "val", "n": int(len(labels)), "rows": rows}, indent=1))
+    score_variants(variants, labels, source, args.json)
     return 0
 
 
