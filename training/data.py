@@ -221,6 +221,7 @@ def load_part(values: list[str], pre: PreprocessConfig, split: dict[str, str], p
     if pre.companion_crops:
         data = load_part(values, replace(pre, companion_crops=False), split, part, workers)
         other = load_part(values, companion_config(pre), split, part, workers)
+        _check_aligned(data, other)
         data.companion_images, data.companion_features = other.images, other.features
         return data
     parts = []
@@ -261,8 +262,7 @@ def load_data(values: list[str], pre: PreprocessConfig, quiet: bool = False) -> 
     if pre.companion_crops:
         data, weights = load_data(values, replace(pre, companion_crops=False), quiet)
         other, _ = load_data(values, companion_config(pre), quiet)
-        if not all(np.array_equal(getattr(data, f), getattr(other, f)) for f in ("labels", "cells", "source")):
-            raise InputError(None, "the companion's crops do not list the same chromosomes as the model's")
+        _check_aligned(data, other)
         data.companion_images, data.companion_features = other.images, other.features
         return data, weights
     parts, weights = [], {}
@@ -278,6 +278,11 @@ def load_data(values: list[str], pre: PreprocessConfig, quiet: bool = False) -> 
         bar.close()
         weights[path.name] = weight
     return CropSet.concat(parts), weights
+
+
+def _check_aligned(data: CropSet, other: CropSet) -> None:
+    if not all(np.array_equal(getattr(data, f), getattr(other, f)) for f in ("labels", "cells", "source")):
+        raise InputError(None, "the companion's crops do not list the same chromosomes as the model's")
 
 
 def cell_groups(sources: np.ndarray, cells: np.ndarray) -> list[np.ndarray]:

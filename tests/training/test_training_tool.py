@@ -191,3 +191,6 @@ def test_one_part_of_the_split_alone_gives_that_part_of_the_whole(tiny_crops, tm
     for field in ("images", "features", "labels", "cells", "cases", "source"):
         assert np.array_equal(getattr(part, field), getattr(expected, field))
     assert set(tmp_path.glob("crops/*.npz")) == cached
+    # a classifier with a companion: its crops come along, the same chromosomes (single pictures: the same crops)
+    both = data.load_part([str(tiny_crops)], PreprocessConfig(companion_crops=True), split, "val", workers=1)
+    assert np.array_equal(both.companion_images, part.images) and np.array_equal(both.labels, part.labels)
